@@ -1,0 +1,56 @@
+"""digitnet: train, inspect and use a handwritten-digit classifier.
+
+The public API is re-exported here and imported on first use, so that `import digitnet`
+stays cheap and code that only predicts never loads JAX.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "TrainConfig": "config", "recipe": "config",
+    "DigitnetError": "errors", "ConfigError": "errors", "DataError": "errors",
+    "ImageError": "errors", "ModelFileError": "errors",
+    "MnistData": "data", "load_mnist": "data", "download_mnist": "data",
+    "parse_idx": "data", "write_idx": "data",
+    "EpochRecord": "history",
+    "train": "train", "TrainResult": "train",
+    "evaluate": "evaluate", "compute_metrics": "evaluate", "Metrics": "evaluate",
+    "Predictor": "predict", "Prediction": "predict",
+    "prepare_image": "preprocess", "open_image": "preprocess", "PreparedImage": "preprocess",
+    "save_model": "modelfile", "load_model": "modelfile",
+    "train_run": "runs", "load_run": "runs", "plot_run": "runs", "Run": "runs",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'digitnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
+    from .config import TrainConfig, recipe  # noqa: F401
+    from .data import MnistData, download_mnist, load_mnist, parse_idx, write_idx  # noqa: F401
+    from .errors import (ConfigError, DataError, DigitnetError, ImageError,  # noqa: F401
+                         ModelFileError)
+    from .evaluate import Metrics, compute_metrics, evaluate  # noqa: F401
+    from .history import EpochRecord  # noqa: F401
+    from .modelfile import load_model, save_model  # noqa: F401
+    from .predict import Prediction, Predictor  # noqa: F401
+    from .preprocess import PreparedImage, open_image, prepare_image  # noqa: F401
+    from .runs import Run, load_run, plot_run, train_run  # noqa: F401
+    from .train import TrainResult, train  # noqa: F401

@@ -1,0 +1,303 @@
+"""The `digitnet` command: parse arguments, call one library function, render the result.
+
+Exit codes: 0 ok, 1 error (one line on stderr; --debug for the traceback), 2 usage, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .config import RECIPES, TrainConfig, recipe
+from .errors import ConfigError, DigitnetError
+
+
+class UsageError(DigitnetError):
+    """Bad command-line arguments: exit code 2."""
+
+
+def _hidden_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer widths such as 128,64, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
+    return widths
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults come from the chosen --recipe."""
+    group = parser.add_argument_group("training configuration (defaults: --recipe)")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type), _hidden_widths)
+        default = getattr(defaults, f.name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, type=kind,
+            choices=f.metadata.get("choices"), default=argparse.SUPPRESS,
+            metavar=None if f.metadata.get("choices") else f.name.upper(),
+            help=f"{f.metadata['help']} (tutorial: {shown})",
+        )
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="folder holding MNIST (default: "
+                        "$DIGITNET_DATA_DIR, else the user cache folder)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="fail instead of downloading MNIST when it is missing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="digitnet", description="Train, inspect and use a handwritten-digit classifier.")
+    parser.add_argument("--version", action="version", version=f"digitnet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("data", help="find, verify (and if needed download) MNIST")
+    _add_data_flags(p)
+
+    p = commands.add_parser("train", help="train a network and save a run folder")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="tutorial",
+                   help="starting configuration; flags below override it")
+    _add_config_flags(p)
+    p.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>)")
+    p.add_argument("--no-plots", action="store_true", help="skip drawing the plots")
+    _add_data_flags(p)
+
+    p = commands.add_parser("evaluate", help="test-set metrics of a trained run")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_data_flags(p)
+
+    p = commands.add_parser("predict", help="classify image files or test images")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder or model file")
+    p.add_argument("images", nargs="*", type=Path, metavar="IMAGE_OR_FOLDER",
+                   help="image files (PNG, JPEG, ...) or folders searched recursively")
+    p.add_argument("--test-index", type=int, nargs="+", default=[], metavar="N",
+                   help="also classify these MNIST test images (0..9999)")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--top", type=int, default=3, metavar="K", help="show the K likeliest digits")
+    _add_data_flags(p)
+
+    p = commands.add_parser("plot", help="(re)draw a run's plots into RUN_DIR/plots")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_data_flags(p)
+    return parser
+
+
+def _load_data(args: argparse.Namespace):
+    from .data import load_mnist
+
+    return load_mnist(args.data_dir, download=not args.no_download, progress=sys.stderr.isatty())
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.2f}%"
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import resolve_data_dir
+
+    folder, how = resolve_data_dir(args.data_dir)
+    data = _load_data(args)
+    print(f"MNIST folder: {folder} (chosen by {how})")
+    print(f"read from:    {data.source}")
+    print("verified:     SHA-256 of content, IDX headers, shapes, labels 0..9")
+    for split in ("train", "test"):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        counts = " ".join(str((labels == d).sum()) for d in range(10))
+        print(f"{split + ':':13} {len(images):,} images {images.shape[1]}x{images.shape[2]}, "
+              f"per digit 0-9: {counts}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields}
+    try:
+        return recipe(args.recipe).replace(**overrides)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .runs import train_run
+
+    cfg = _train_config(args)
+    out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    data = _load_data(args)
+    print(f"training {'-'.join(map(str, cfg.layer_sizes))} on {len(data.train_images):,} "
+          f"images ({cfg.validate_on} validation), {cfg.epochs} epochs of batch "
+          f"{cfg.batch_size}; run folder {out}", file=sys.stderr)
+    bar = tqdm(total=cfg.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+
+    def show(record) -> None:
+        bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=_percent(record.train_accuracy),
+                        val_loss=f"{record.val_loss:.4f}", val_acc=_percent(record.val_accuracy))
+        bar.update(1)
+
+    try:
+        run = train_run(cfg, out, data, on_epoch=show, plots=not args.no_plots)
+    finally:
+        bar.close()
+    m = run.metrics
+    print(f"test accuracy {_percent(m['test_accuracy'])}, test loss {m['test_loss']:.4f} "
+          f"({m['count']:,} images)")
+    print(f"saved {run.folder / 'model.safetensors'}; plots in {run.folder / 'plots'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .runs import load_run
+
+    run = load_run(args.run_dir)
+    data = _load_data(args)
+    metrics = evaluate(run.predictor, data.test_images, data.test_labels)
+    if args.json:
+        print(json.dumps(metrics.to_dict()))
+        return 0
+    print(f"test accuracy {_percent(metrics.accuracy)}  loss {metrics.loss:.4f}  "
+          f"({metrics.count:,} images)\n")
+    print("digit  precision  recall     f1  support")
+    for c in metrics.per_class:
+        print(f"{c.digit:>5}  {_percent(c.precision):>9}  {_percent(c.recall):>6}  "
+              f"{c.f1:.3f}  {c.support:>7}")
+    print("\nconfusion matrix (rows: true digit, columns: predicted)")
+    print("     " + "".join(f"{d:>6}" for d in range(10)))
+    for d, row in enumerate(metrics.confusion):
+        print(f"{d:>5}" + "".join(f"{n:>6}" for n in row))
+    print("\nmost confused: " + ", ".join(
+        f"{t} taken for {p} ({n}x)" for t, p, n in metrics.most_confused))
+    return 0
+
+
+def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from .predict import Predictor
+    from .preprocess import expand_image_paths, prepare_file
+
+    predictor = Predictor.load(args.run_dir)
+    items: list[dict[str, Any]] = []
+    for path in expand_image_paths(args.images):
+        try:
+            prepared = prepare_file(path)
+        except DigitnetError as exc:
+            items.append({"file": str(path), "error": str(exc)})
+            continue
+        [prediction] = predictor.predict(prepared.pixels[None], notes=[prepared.notes])
+        items.append({"file": str(path), "prediction": prediction})
+    if args.test_index:
+        data = _load_data(args)
+        bad = [i for i in args.test_index if not 0 <= i < len(data.test_images)]
+        if bad:
+            raise UsageError(f"--test-index must be in 0..{len(data.test_images) - 1}, got {bad}")
+        predictions = predictor.predict(data.test_images[args.test_index])
+        for i, prediction in zip(args.test_index, predictions):
+            items.append({"file": f"mnist-test[{i}]", "label": int(data.test_labels[i]),
+                          "prediction": prediction})
+    return items
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if not args.images and not args.test_index:
+        raise UsageError("give image files or folders, or --test-index N")
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    items = _predict_items(args)
+    if not items:
+        raise DigitnetError("no image files found in the given folders")
+    if args.json:
+        print(json.dumps([_item_json(item, args.top) for item in items], indent=1))
+    elif args.csv:
+        print("file,digit,confidence," + ",".join(f"p{d}" for d in range(10)) + ",note")
+        for item in items:
+            p = item.get("prediction")
+            if p is None:
+                print(f"{_csv(item['file'])},,,{',' * 9},{_csv(item['error'])}")
+            else:
+                print(f"{_csv(item['file'])},{p.digit},{p.confidence:.4f},"
+                      + ",".join(f"{q:.4f}" for q in p.probabilities)
+                      + f",{_csv('; '.join(p.notes))}")
+    else:
+        for item in items:
+            p = item.get("prediction")
+            if p is None:
+                print(f"{item['file']}: error: {item['error']}")
+                continue
+            label = f" (true {item['label']})" if "label" in item else ""
+            top = ", ".join(f"{d} {q:.1%}" for d, q in p.top(args.top))
+            print(f"{item['file']}: {p.digit}{label}   top: {top}"
+                  + "".join(f"\n    note: {n}" for n in p.notes))
+    return 1 if any("error" in item for item in items) else 0
+
+
+def _csv(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+
+
+def _item_json(item: dict[str, Any], top: int) -> dict[str, Any]:
+    p = item.get("prediction")
+    if p is None:
+        return {"file": item["file"], "error": item["error"]}
+    out = {"file": item["file"], "digit": p.digit, "confidence": p.confidence,
+           "probabilities": list(p.probabilities),
+           "top": [{"digit": d, "probability": q} for d, q in p.top(top)], "notes": list(p.notes)}
+    if "label" in item:
+        out["label"] = item["label"]
+    return out
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .runs import plot_run
+
+    data = _load_data(args)
+    for path in plot_run(args.run_dir, data):
+        print(path)
+    return 0
+
+
+COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
+            "predict": cmd_predict, "plot": cmd_plot}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help/--version
+        return int(exc.code or 0)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("digitnet: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        if args.debug:
+            raise
+        print(f"digitnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except DigitnetError as exc:
+        if args.debug:
+            raise
+        print(f"digitnet: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 1  # e.g. `digitnet predict ... | head`
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Training configuration: one frozen dataclass, its named recipes and a strict JSON round-trip.
+
+Defaults live here only: the CLI generates its flags from the fields below, and the resolved
+config is written into every run folder and model file so a model can be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+IMAGE_PIXELS = 28 * 28  # the network sees a flattened 28x28 image
+NUM_CLASSES = 10
+
+MODELS = ("mlp",)
+VALIDATE_ON = ("split", "test")
+LR_SCHEDULES = ("constant", "onecycle")
+
+
+def _opt(help: str, **extra: Any) -> Any:
+    return {"help": help, **extra}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what `train` does. The default is the reference tutorial."""
+
+    model: str = field(default="mlp", metadata=_opt("network family", choices=MODELS))
+    hidden: tuple[int, ...] = field(
+        default=(128, 64), metadata=_opt("hidden layer widths, comma separated (e.g. 128,64)")
+    )
+    epochs: int = field(default=10, metadata=_opt("passes over the training split"))
+    batch_size: int = field(default=32, metadata=_opt("images per optimizer step"))
+    lr: float = field(default=1e-3, metadata=_opt("Adam learning rate (peak rate for onecycle)"))
+    lr_schedule: str = field(
+        default="constant", metadata=_opt("learning-rate schedule", choices=LR_SCHEDULES)
+    )
+    label_smoothing: float = field(
+        default=0.0, metadata=_opt("probability mass spread over the wrong classes (0 = off)")
+    )
+    seed: int = field(default=0, metadata=_opt("seeds initialisation, validation split and shuffling"))
+    val_fraction: float = field(
+        default=0.1, metadata=_opt("fraction of the training set held out for validation")
+    )
+    validate_on: str = field(
+        default="split",
+        metadata=_opt(
+            "'split': a seeded hold-out of the training set; 'test': the test set, as the "
+            "tutorial does (then no model selection is honest)",
+            choices=VALIDATE_ON,
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.model not in MODELS:
+            raise ConfigError(f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
+        if not self.hidden or any(w < 1 for w in self.hidden):
+            raise ConfigError(f"hidden widths must be positive integers, got {self.hidden!r}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}"
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.validate_on not in VALIDATE_ON:
+            raise ConfigError(
+                f"validate_on must be one of {', '.join(VALIDATE_ON)}, not {self.validate_on!r}"
+            )
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """Widths from input to output, e.g. (784, 128, 64, 10) for the tutorial network."""
+        return (IMAGE_PIXELS, *self.hidden, NUM_CLASSES)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Strict inverse of to_dict: unknown keys and wrong types raise ConfigError."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        values = dict(values)
+        if isinstance(values.get("hidden"), list):
+            values["hidden"] = tuple(values["hidden"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+        return cls.from_dict(values)
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        expected = {"int": int, "float": float, "str": str}.get(str(f.type))
+        if str(f.type).startswith("tuple"):
+            ok = isinstance(value, tuple) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
+        elif expected is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif expected is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, expected) if expected else True
+        if not ok:
+            raise ConfigError(f"{f.name} has the wrong type: {value!r}")
+
+
+# Named starting points; flags given on the command line override them field by field.
+RECIPES: dict[str, TrainConfig] = {
+    # The reference program: Adam 1e-3, batch 32, 10 epochs, constant rate.
+    "tutorial": TrainConfig(),
+}
+
+
+def recipe(name: str) -> TrainConfig:
+    """The TrainConfig of a named recipe ('tutorial', ...)."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ConfigError(f"unknown recipe {name!r}: choose from {', '.join(RECIPES)}") from None

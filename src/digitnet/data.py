@@ -1,0 +1,343 @@
+"""MNIST on disk: locate, verify, download and parse; `load_mnist()` returns uint8 arrays.
+
+Where the files are looked for, in order: the `data_dir` argument, `$DIGITNET_DATA_DIR`, then
+the user cache directory (`$DIGITNET_CACHE_DIR` or the OS cache folder). The first of these
+that is set is *the* data folder; if it lacks files and downloading is allowed, they are
+fetched from the public mirrors into it. Content is trusted only after its SHA-256 (of the
+decompressed bytes, so a re-compressed copy still passes), IDX magic numbers, shapes and label
+range have been checked. Parsed arrays are cached so a second load does no decompression.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_write
+from .errors import DataError
+
+DATA_DIR_ENV = "DIGITNET_DATA_DIR"
+CACHE_DIR_ENV = "DIGITNET_CACHE_DIR"
+
+# Mirrors serving the four canonical .gz files, tried in order.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    """One IDX file: its canonical name (without .gz), the SHA-256 of its decompressed
+    content (None: not checked) and the array shape it must hold."""
+
+    name: str
+    sha256: str | None
+    shape: tuple[int, ...]
+
+
+MNIST_FILES = {
+    "train_images": IdxFile(
+        "train-images-idx3-ubyte",
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        (60000, 28, 28),
+    ),
+    "train_labels": IdxFile(
+        "train-labels-idx1-ubyte",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        (60000,),
+    ),
+    "test_images": IdxFile(
+        "t10k-images-idx3-ubyte",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        (10000, 28, 28),
+    ),
+    "test_labels": IdxFile(
+        "t10k-labels-idx1-ubyte",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        (10000,),
+    ),
+}
+# Keras ships the same arrays as one file with these keys.
+NPZ_NAME = "mnist.npz"
+NPZ_KEYS = {"train_images": "x_train", "train_labels": "y_train",
+            "test_images": "x_test", "test_labels": "y_test"}
+
+_IDX_UBYTE = 0x08  # the only element type MNIST uses
+_PARSED_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MnistData:
+    """The four MNIST arrays. Images: uint8 (N, 28, 28), 0 = background, 255 = ink.
+    Labels: uint8 (N,) in 0..9. `source` says where they were read from."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    source: str = ""
+
+
+def default_cache_dir() -> Path:
+    """The folder for downloads and parsed-array caches: $DIGITNET_CACHE_DIR or the OS cache."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("digitnet"))
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The data folder and how it was chosen ('--data-dir', '$DIGITNET_DATA_DIR', 'cache')."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser(), "--data-dir"
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser(), f"${DATA_DIR_ENV}"
+    return default_cache_dir() / "mnist", "cache"
+
+
+def load_mnist(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    mirrors: tuple[str, ...] = MIRRORS,
+    files: dict[str, IdxFile] = MNIST_FILES,
+    progress: bool = False,
+    use_cache: bool = True,
+) -> MnistData:
+    """Load MNIST as uint8 arrays, downloading into the data folder if allowed and needed.
+
+    `files` describes the expected files (pass your own for IDX data sets of the same layout,
+    such as Fashion-MNIST, with sha256=None to skip the checksum). Raises DataError with a
+    message naming the folder and the fix.
+    """
+    folder, how = resolve_data_dir(data_dir)
+    sources = _find_sources(folder, files)
+    if sources is None:
+        if not download:
+            raise DataError(
+                f"MNIST not found in {folder} (chosen by {how}): expected "
+                f"{', '.join(f.name + '[.gz]' for f in files.values())} or {NPZ_NAME}; pass "
+                f"--data-dir or set {DATA_DIR_ENV} to a folder holding them, or allow download"
+            )
+        download_mnist(folder, mirrors=mirrors, files=files, progress=progress)
+        sources = _find_sources(folder, files)
+        assert sources is not None  # download_mnist raises unless every file is in place
+    cache_file = _parsed_cache_path(sources, files) if use_cache else None
+    if cache_file is not None:
+        cached = _read_parsed_cache(cache_file, files)
+        if cached is not None:
+            return MnistData(**cached, source=f"{folder} (parsed cache)")
+    arrays = _parse_sources(sources, files)
+    if cache_file is not None:
+        _write_parsed_cache(cache_file, arrays)
+    return MnistData(**arrays, source=str(folder))
+
+
+def _find_sources(folder: Path, files: dict[str, IdxFile]) -> dict[str, Path] | None:
+    """Paths of the four IDX files (raw or .gz), or of one mnist.npz; None if incomplete."""
+    found = {}
+    for key, spec in files.items():
+        for candidate in (folder / spec.name, folder / (spec.name + ".gz")):
+            if candidate.is_file():
+                found[key] = candidate
+                break
+    if len(found) == len(files):
+        return found
+    npz = folder / NPZ_NAME
+    if npz.is_file() and set(files) <= set(NPZ_KEYS):
+        return {key: npz for key in files}
+    return None
+
+
+def _parse_sources(sources: dict[str, Path], files: dict[str, IdxFile]) -> dict[str, np.ndarray]:
+    arrays = {}
+    npz_arrays = None
+    for key, path in sources.items():
+        spec = files[key]
+        if path.name == NPZ_NAME:
+            if npz_arrays is None:
+                npz_arrays = _read_npz(path)
+            array = npz_arrays[NPZ_KEYS[key]]
+            # The npz holds the same bytes as the IDX payload: rebuild the IDX file to check it.
+            _check_sha256(_idx_bytes(array), spec, path)
+        else:
+            content = _read_maybe_gzip(path)
+            _check_sha256(content, spec, path)
+            array = parse_idx(content, source=str(path))
+        _check_shape(array, spec, path)
+        arrays[key] = array
+    for kind in ("train", "test"):
+        labels = arrays[f"{kind}_labels"]
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{sources[kind + '_labels']}: labels must be 0..9, found {labels.max()}")
+        if len(labels) != len(arrays[f"{kind}_images"]):
+            raise DataError(f"{kind} images and labels differ in count")
+    return arrays
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path} is a truncated or corrupt gzip file ({exc}); delete it and "
+                        "download or copy it again") from None
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in NPZ_KEYS.values()}
+    except (OSError, ValueError, KeyError, zlib.error, EOFError) as exc:
+        raise DataError(f"{path} is not a readable Keras mnist.npz ({exc})") from None
+
+
+def _check_sha256(content: bytes, spec: IdxFile, path: Path) -> None:
+    if spec.sha256 is None:
+        return
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != spec.sha256:
+        raise DataError(
+            f"{path} fails its checksum (SHA-256 of the content is {digest[:12]}..., expected "
+            f"{spec.sha256[:12]}...): the file is corrupt or not MNIST; delete it and fetch it again"
+        )
+
+
+def _check_shape(array: np.ndarray, spec: IdxFile, path: Path) -> None:
+    if array.shape != spec.shape or array.dtype != np.uint8:
+        raise DataError(f"{path}: expected uint8 {spec.shape}, found {array.dtype} {array.shape}")
+
+
+def parse_idx(content: bytes, *, source: str = "IDX data") -> np.ndarray:
+    """Parse an IDX file's bytes (unsigned-byte type) into a uint8 array of its shape."""
+    if len(content) < 4 or content[0:2] != b"\x00\x00":
+        raise DataError(f"{source} is not an IDX file (bad magic number)")
+    dtype_code, ndim = content[2], content[3]
+    if dtype_code != _IDX_UBYTE:
+        raise DataError(f"{source}: IDX element type 0x{dtype_code:02x} is not unsigned byte")
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(content) < header:
+        raise DataError(f"{source}: truncated IDX header")
+    shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(content) != expected:
+        raise DataError(
+            f"{source}: IDX header promises {shape} ({expected} bytes) but the file has "
+            f"{len(content)} bytes; it is truncated or corrupt"
+        )
+    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array (the inverse of parse_idx)."""
+    header = bytes([0, 0, _IDX_UBYTE, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool = False) -> None:
+    """Write a uint8 array as an IDX file (gzip-compressed if `compress`)."""
+    content = _idx_bytes(np.asarray(array, dtype=np.uint8))
+    atomic_write(Path(path), gzip.compress(content) if compress else content)
+
+
+def download_mnist(
+    folder: str | os.PathLike,
+    *,
+    mirrors: tuple[str, ...] = MIRRORS,
+    files: dict[str, IdxFile] = MNIST_FILES,
+    progress: bool = False,
+) -> None:
+    """Download the missing .gz files into `folder`, trying each mirror in turn.
+
+    A file is moved into place only after its decompressed content passes its checksum and
+    parses as IDX, so a failed or corrupt download never looks like a cached file.
+    """
+    import pooch
+
+    pooch.get_logger().setLevel("WARNING")  # the library does not print; errors are raised
+    folder = Path(folder)
+    staging = folder / ".download"
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {folder} to download MNIST into: {exc.strerror}") from None
+    for spec in files.values():
+        if (folder / spec.name).is_file() or (folder / (spec.name + ".gz")).is_file():
+            continue
+        failures = []
+        for mirror in mirrors:
+            url = mirror.rstrip("/") + "/" + spec.name + ".gz"
+            try:
+                fetched = Path(pooch.retrieve(url, known_hash=None, fname=spec.name + ".gz",
+                                              path=staging, progressbar=progress))
+            except Exception as exc:  # pooch raises requests/OS errors of many kinds
+                failures.append(f"{url}: {exc}")
+                continue
+            try:
+                content = _read_maybe_gzip(fetched)
+                _check_sha256(content, spec, fetched)
+                _check_shape(parse_idx(content, source=url), spec, fetched)
+            except DataError as exc:
+                failures.append(f"{url}: {exc}")
+                fetched.unlink(missing_ok=True)
+                continue
+            os.replace(fetched, folder / (spec.name + ".gz"))
+            break
+        else:
+            raise DataError(f"could not download {spec.name}.gz into {folder}: "
+                            + "; ".join(failures))
+    try:
+        staging.rmdir()
+    except OSError:
+        pass
+
+
+def _parsed_cache_path(sources: dict[str, Path], files: dict[str, IdxFile]) -> Path:
+    """Cache file keyed by the sources' identity (path, size, mtime) and expected checksums."""
+    ident = []
+    for key in sorted(sources):
+        stat = sources[key].stat()
+        ident.append([key, str(sources[key].resolve()), stat.st_size, stat.st_mtime_ns,
+                      files[key].sha256])
+    key = hashlib.sha256(json.dumps([_PARSED_CACHE_VERSION, ident]).encode()).hexdigest()[:24]
+    return default_cache_dir() / "parsed" / f"mnist-{key}.npz"
+
+
+def _read_parsed_cache(path: Path, files: dict[str, IdxFile]) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in files}
+    except (OSError, ValueError, KeyError, zlib.error, EOFError):
+        return None  # absent or damaged: parse the sources again
+    if any(arrays[k].shape != s.shape or arrays[k].dtype != np.uint8 for k, s in files.items()):
+        return None
+    return arrays
+
+
+def _write_parsed_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    try:
+        atomic_write(path, buffer.getvalue())
+    except OSError:
+        pass  # the cache is an optimisation: an unwritable cache folder only costs speed

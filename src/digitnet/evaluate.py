@@ -1,0 +1,74 @@
+"""Test-set metrics from predicted probabilities: accuracy, loss, confusion, per-class scores."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .config import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    digit: int
+    precision: float
+    recall: float
+    f1: float
+    support: int  # test images of this digit
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """accuracy: fraction correct; loss: mean cross-entropy (nats); confusion[true][pred]:
+    counts; most_confused: (true, predicted, count) for the largest off-diagonal cells."""
+
+    accuracy: float
+    loss: float
+    confusion: list[list[int]]
+    per_class: list[ClassMetrics]
+    most_confused: list[tuple[int, int, int]]
+    count: int
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["confusion_matrix"] = out.pop("confusion")
+        out["most_confused"] = [
+            {"true": t, "predicted": p, "count": c} for t, p, c in self.most_confused
+        ]
+        return out
+
+
+def compute_metrics(probs: np.ndarray, labels: np.ndarray, top_pairs: int = 5) -> Metrics:
+    """Metrics for float (N, 10) probabilities against int (N,) labels in 0..9."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.argmax(probs, axis=1)
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    true_probs = probs[np.arange(len(labels)), labels]
+    loss = float(-np.mean(np.log(np.clip(true_probs, 1e-12, 1.0))))
+    per_class = []
+    for d in range(NUM_CLASSES):
+        hits = confusion[d, d]
+        predicted_d, actual_d = confusion[:, d].sum(), confusion[d].sum()
+        precision = hits / predicted_d if predicted_d else 0.0
+        recall = hits / actual_d if actual_d else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append(ClassMetrics(d, float(precision), float(recall), float(f1), int(actual_d)))
+    off_diagonal = confusion * (1 - np.eye(NUM_CLASSES, dtype=np.int64))
+    order = np.argsort(off_diagonal, axis=None)[::-1][:top_pairs]
+    pairs = [(int(t), int(p), int(off_diagonal[t, p]))
+             for t, p in zip(*np.unravel_index(order, confusion.shape)) if off_diagonal[t, p]]
+    return Metrics(
+        accuracy=float(np.mean(predicted == labels)),
+        loss=loss,
+        confusion=confusion.tolist(),
+        per_class=per_class,
+        most_confused=pairs,
+        count=int(len(labels)),
+    )
+
+
+def evaluate(predictor, images: np.ndarray, labels: np.ndarray) -> Metrics:
+    """Metrics of `predictor` (a predict.Predictor) on uint8 images (N, 28, 28) and labels."""
+    return compute_metrics(predictor.probabilities(images), labels)

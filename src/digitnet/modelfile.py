@@ -1,0 +1,108 @@
+"""Model files: weights in safetensors (no pickle, so loading cannot run code) with the
+resolved TrainConfig and a few results as JSON metadata. Loading checks that every tensor
+is exactly what the stored config says the network has."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_write
+from .config import TrainConfig
+from .errors import ConfigError, ModelFileError
+
+FORMAT = "digitnet-model"
+FORMAT_VERSION = "1"
+
+
+def weight_shapes(cfg: TrainConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every weight array of the network `cfg` describes (see model.py)."""
+    sizes = cfg.layer_sizes
+    shapes = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        shapes[f"dense_{i}.kernel"] = (n_in, n_out)
+        shapes[f"dense_{i}.bias"] = (n_out,)
+    return shapes
+
+
+def save_model(
+    path: str | os.PathLike,
+    weights: dict[str, np.ndarray],
+    cfg: TrainConfig,
+    results: dict[str, Any] | None = None,
+) -> None:
+    """Write weights + config (+ results such as test accuracy) atomically to `path`."""
+    from safetensors.numpy import save
+
+    _check_weights(weights, cfg, source="weights to save")
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": cfg.to_json(),
+        "results": json.dumps(results or {}),
+    }
+    arrays = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in weights.items()}
+    atomic_write(Path(path), save(arrays, metadata=metadata))
+
+
+def load_model(path: str | os.PathLike) -> tuple[TrainConfig, dict[str, np.ndarray], dict]:
+    """Read a model file: (config, float32 weights, results). Raises ModelFileError."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"no model file at {path}: train one with `digitnet train`") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        weights = load(content)
+        metadata = _read_metadata(content)
+    except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} is not a safetensors model file ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is a safetensors file but not a digitnet model")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format version {metadata.get('format_version')!r}; this "
+            f"digitnet reads version {FORMAT_VERSION}"
+        )
+    try:
+        cfg = TrainConfig.from_json(metadata.get("config", ""))
+        results = json.loads(metadata.get("results", "{}"))
+    except (ConfigError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} has damaged metadata: {exc}") from None
+    _check_weights(weights, cfg, source=str(path))
+    return cfg, weights, results
+
+
+def _read_metadata(content: bytes) -> dict[str, str]:
+    # A safetensors file starts with an 8-byte little-endian header length and a JSON header
+    # whose "__metadata__" entry holds string pairs; safetensors.numpy.load() has validated it.
+    header_len = int.from_bytes(content[:8], "little")
+    header = json.loads(content[8:8 + header_len])
+    return header.get("__metadata__") or {}
+
+
+def _check_weights(weights: dict[str, np.ndarray], cfg: TrainConfig, *, source: str) -> None:
+    expected = weight_shapes(cfg)
+    if set(weights) != set(expected):
+        missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+        raise ModelFileError(
+            f"{source} does not match its config (hidden={list(cfg.hidden)}): "
+            f"missing {missing or 'none'}, unexpected {extra or 'none'}"
+        )
+    for name, shape in expected.items():
+        array = weights[name]
+        if tuple(array.shape) != shape:
+            raise ModelFileError(
+                f"{source}: {name} has shape {tuple(array.shape)} but the config says {shape}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ModelFileError(f"{source}: {name} holds NaN or infinite values")

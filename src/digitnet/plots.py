@@ -1,0 +1,156 @@
+"""Plots of a training run. The draw_* functions take axes and data and return what they
+drew; save_run_plots composes them into PNG files. Nothing here opens a window."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .atomic import atomic_write
+
+WRONG = "#c62828"
+RIGHT = "#2e7d32"
+TRAIN_COLOUR = "#1f77b4"
+VAL_COLOUR = "#ff7f0e"
+TEST_COLOUR = "#555555"
+
+
+def draw_history(ax_accuracy, ax_loss, history: Sequence, test: dict | None = None) -> list:
+    """Accuracy (%) and loss per epoch, training and validation, test result as a line."""
+    epochs = [r.epoch for r in history]
+    artists = []
+    for ax, key, label in ((ax_accuracy, "accuracy", "accuracy (%)"), (ax_loss, "loss", "loss")):
+        scale = 100.0 if key == "accuracy" else 1.0
+        train = [getattr(r, f"train_{key}") * scale for r in history]
+        val = [getattr(r, f"val_{key}") * scale for r in history]
+        artists += ax.plot(epochs, train, "o-", color=TRAIN_COLOUR, label="training")
+        artists += ax.plot(epochs, val, "s-", color=VAL_COLOUR, label="validation")
+        if test and test.get(key) is not None:
+            value = test[key] * scale
+            text = f"test {value:.2f}%" if key == "accuracy" else f"test {value:.3f}"
+            artists.append(ax.axhline(value, color=TEST_COLOUR, linestyle="--", label=text))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: max(1, len(epochs) // 10)])
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right" if key == "accuracy" else "upper right")
+    ax_accuracy.set_title("Accuracy per epoch")
+    ax_loss.set_title("Loss per epoch")
+    return artists
+
+
+def draw_digits(axes, images: np.ndarray, titles: Sequence[str],
+                wrong: Sequence[bool] | None = None) -> list:
+    """One image per axis (uint8 28x28, shown as ink on paper), titled; wrong ones in red."""
+    artists = []
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.set_axis_off()
+        if i >= len(images):
+            continue
+        artists.append(ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255))
+        bad = bool(wrong[i]) if wrong is not None else False
+        colour = WRONG if bad else ("black" if wrong is None else RIGHT)
+        ax.set_title(titles[i], fontsize=8, color=colour, fontweight="bold" if bad else None)
+        if bad:
+            ax.set_axis_on()
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor(WRONG)
+                spine.set_linewidth(2)
+    return artists
+
+
+def draw_confusion(ax, confusion: Sequence[Sequence[int]]) -> list:
+    """Counts with true digit on rows, predicted on columns; off-diagonal cells emphasised."""
+    counts = np.asarray(confusion)
+    # Log scale so the few mistakes are visible next to ~1000 correct answers a class.
+    image = ax.imshow(np.log1p(counts), cmap="Blues")
+    artists = [image]
+    threshold = np.log1p(counts).max() / 2
+    for t in range(counts.shape[0]):
+        for p in range(counts.shape[1]):
+            if counts[t, p] == 0:
+                continue
+            colour = "white" if np.log1p(counts[t, p]) > threshold else (
+                WRONG if t != p else "black")
+            artists.append(ax.text(p, t, str(counts[t, p]), ha="center", va="center",
+                                   fontsize=8, color=colour))
+    ax.set_xticks(range(counts.shape[1]))
+    ax.set_yticks(range(counts.shape[0]))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(f"Confusion matrix ({counts.sum():,} test images, "
+                 f"{np.trace(counts) / counts.sum():.2%} correct)")
+    return artists
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write(path, buffer.getvalue())
+    return path
+
+
+def _grid(title: str, rows: int, cols: int, cell: float = 1.25):
+    fig = Figure(figsize=(cols * cell, rows * cell + 0.6))
+    axes = fig.subplots(rows, cols)
+    fig.suptitle(title, fontsize=12)
+    return fig, axes
+
+
+def save_run_plots(
+    folder: str | Path,
+    history: Sequence,
+    test: dict,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    test_probs: np.ndarray,
+) -> list[Path]:
+    """Write the run's PNG plots into `folder`; return their paths.
+
+    `test` holds 'accuracy', 'loss' and 'confusion_matrix' (see evaluate.Metrics.to_dict)."""
+    folder = Path(folder)
+    written = []
+    predicted = test_probs.argmax(axis=1)
+
+    if history:
+        fig = Figure(figsize=(11, 4))
+        ax_accuracy, ax_loss = fig.subplots(1, 2)
+        draw_history(ax_accuracy, ax_loss, history, test)
+        written.append(_save(fig, folder / "training_curves.png"))
+
+    fig, axes = _grid("Training digits and their labels", 4, 8)
+    draw_digits(axes, train_images[:32], [f"label {d}" for d in train_labels[:32]])
+    written.append(_save(fig, folder / "samples_train.png"))
+
+    # The first 40 test images, then the order is not chosen to flatter the model.
+    n = min(40, len(test_images))
+    wrong = predicted[:n] != test_labels[:n]
+    fig, axes = _grid(f"Predicted digit for the first {n} test images "
+                      f"({int(wrong.sum())} wrong, in red with the true digit)", 5, 8)
+    titles = [f"{p}" if p == t else f"{p} (true {t})"
+              for p, t in zip(predicted[:n], test_labels[:n])]
+    draw_digits(axes, test_images[:n], titles, wrong)
+    written.append(_save(fig, folder / "predictions_test.png"))
+
+    fig = Figure(figsize=(7, 6))
+    draw_confusion(fig.subplots(), test["confusion_matrix"])
+    written.append(_save(fig, folder / "confusion_matrix.png"))
+
+    mistakes = np.flatnonzero(predicted != test_labels)
+    confidence = test_probs[mistakes, predicted[mistakes]]
+    worst = mistakes[np.argsort(confidence)[::-1][:24]]
+    fig, axes = _grid("Most confidently wrong test images: predicted (probability), "
+                      "true digit, test index", 3, 8, cell=1.5)
+    titles = [f"{predicted[i]} ({test_probs[i, predicted[i]]:.0%})\ntrue {test_labels[i]}  #{i}"
+              for i in worst]
+    draw_digits(axes, test_images[worst], titles, [True] * len(worst))
+    written.append(_save(fig, folder / "confident_mistakes.png"))
+    return written

@@ -1,0 +1,222 @@
+"""A user's image -> a 28x28 uint8 image prepared the way MNIST's digits were.
+
+MNIST digits are light ink on black, size-normalised to fit a 20x20 box (aspect ratio kept)
+and centred by centre of mass in a 28x28 field. User images are usually the opposite: dark
+ink on paper, large, off-centre, unevenly lit. `prepare_image` undoes those differences step
+by step; each step is a small function so it can be tested and reasoned about alone.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+MAX_PIXELS = 40_000_000  # refuse larger images (decompression bombs) before decoding them
+WORK_SIZE = 256  # longest side the image is reduced to before analysis, in pixels
+FIT_BOX = 20  # MNIST's digit box inside the 28x28 field
+FIELD = 28
+_MIN_CONTRAST = 0.08  # ink must differ from paper by this fraction of full scale
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """`pixels`: uint8 (28, 28), 0 = background, 255 = ink. `notes`: why the result may not
+    be a clean single digit (empty when it looks like one)."""
+
+    pixels: np.ndarray
+    notes: tuple[str, ...] = ()
+
+
+def open_image(source: str | os.PathLike | bytes) -> Image.Image:
+    """Decode an image file or bytes with Pillow; ImageError if it is not a usable image."""
+    name = "image data" if isinstance(source, bytes) else str(source)
+    try:
+        fh = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name} is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read {name}: {exc.strerror}") from None
+    with fh, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(fh)
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(f"{name} is {image.width}x{image.height} pixels, more than "
+                                 f"the {MAX_PIXELS:,} allowed")
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError(f"{name} is too large to decode safely") from None
+        except UnidentifiedImageError:
+            raise ImageError(f"{name} is not an image Pillow can read (PNG, JPEG, ...)") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"{name} is a damaged or truncated image ({exc})") from None
+    return image
+
+
+def prepare_image(image: Image.Image | np.ndarray) -> PreparedImage:
+    """The MNIST-like 28x28 version of `image` (any mode and size, either polarity).
+
+    Raises ImageError when no ink can be told apart from the background."""
+    grey = _to_grey(image)
+    ink = _ink_map(grey)
+    mask, notes = _digit_mask(ink)
+    rows, cols = np.nonzero(mask)
+    crop = ink[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1] * mask[
+        rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
+    return PreparedImage(_fit_and_centre(crop), notes)
+
+
+def naive_resize(image: Image.Image) -> np.ndarray:
+    """What a quick script does: grey, squash to 28x28, invert if the paper is light.
+    Kept as the baseline the preprocessing is measured against."""
+    grey = np.asarray(ImageOps.grayscale(_flatten_alpha(image)).resize((FIELD, FIELD)),
+                      dtype=np.float32) / 255.0
+    if np.median(grey) > 0.5:
+        grey = 1.0 - grey
+    return np.round(grey * 255).astype(np.uint8)
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite transparent images onto a background that contrasts with their ink."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode not in ("RGBA", "LA", "PA"):
+        return image
+    rgba = image.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    luminance = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
+    opaque = alpha > 0.5
+    ink_is_dark = opaque.any() and luminance[opaque].mean() < 0.5
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255) if ink_is_dark
+                           else (0, 0, 0, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _to_grey(image: Image.Image | np.ndarray) -> np.ndarray:
+    """float32 (H, W) in [0, 1], longest side at most WORK_SIZE."""
+    if isinstance(image, np.ndarray):
+        array = np.asarray(image, dtype=np.float32)
+        if array.ndim != 2 or min(array.shape) < 1:
+            raise ImageError(f"expected a 2-D grey image array, got shape {array.shape}")
+        if array.max(initial=0) > 1.0:
+            array = array / 255.0
+        image = Image.fromarray(np.clip(array * 255, 0, 255).astype(np.uint8), "L")
+    image = ImageOps.grayscale(_flatten_alpha(image))
+    if max(image.size) > WORK_SIZE:
+        image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _ink_map(grey: np.ndarray) -> np.ndarray:
+    """Ink strength in [0, 1] (0 = background) with the paper's polarity and uneven light
+    removed: the background is estimated by a rank filter wider than a stroke and subtracted."""
+    def border(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+
+    if np.median(border(grey)) > 0.5:
+        grey = 1.0 - grey  # dark ink on light paper -> light ink on dark, as in MNIST
+    height, width = grey.shape
+    if min(height, width) >= 32:
+        # A MinFilter wider than any stroke erases the ink and leaves the background; blurring
+        # it smooths the estimate into a lighting field that is then subtracted.
+        size = max(3, (min(height, width) // 8) | 1)
+        as_image = Image.fromarray(np.round(grey * 255).astype(np.uint8), "L")
+        background = as_image.filter(ImageFilter.MinFilter(size)).filter(
+            ImageFilter.GaussianBlur(size))
+        grey = grey - np.asarray(background, dtype=np.float32) / 255.0
+    else:
+        grey = grey - np.median(border(grey))
+    grey = np.clip(grey, 0.0, 1.0)
+    peak = np.percentile(grey, 99.5)
+    if peak < _MIN_CONTRAST:
+        raise ImageError("no ink found: the image is blank or has too little contrast")
+    return np.clip(grey / peak, 0.0, 1.0)
+
+
+def _otsu_threshold(values: np.ndarray) -> float:
+    """The threshold in [0, 1] that best separates two classes of values (Otsu's method)."""
+    hist, edges = np.histogram(values, bins=64, range=(0.0, 1.0))
+    weight = np.cumsum(hist)
+    mean = np.cumsum(hist * edges[:-1])
+    total_weight, total_mean = weight[-1], mean[-1]
+    between = np.zeros_like(edges[:-1])
+    valid = (weight > 0) & (weight < total_weight)
+    w0, m0 = weight[valid], mean[valid] / weight[valid]
+    m1 = (total_mean - mean[valid]) / (total_weight - w0)
+    between[valid] = w0 * (total_weight - w0) * (m0 - m1) ** 2
+    return float(edges[1:][np.argmax(between)])
+
+
+def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Pixels that belong to the digit: strong ink, minus specks far smaller than the digit."""
+    from scipy import ndimage
+
+    strong = ink > max(_otsu_threshold(ink), 0.25)
+    labels, count = ndimage.label(strong, structure=np.ones((3, 3)))
+    if count == 0:
+        raise ImageError("no ink found: the image is blank or has too little contrast")
+    sizes = ndimage.sum_labels(strong, labels, index=np.arange(1, count + 1))
+    keep = sizes >= 0.08 * sizes.max()  # specks: under 8% of the largest stroke
+    notes = []
+    if keep.sum() > 3:
+        notes.append(f"{int(keep.sum())} separate marks: this may not be a single digit")
+    mask = np.isin(labels, np.flatnonzero(keep) + 1)
+    # Faint anti-aliased edges next to kept strokes belong to the digit too.
+    mask = ndimage.binary_dilation(mask, iterations=2) & (ink > 0.05)
+    rows, cols = np.nonzero(mask)
+    aspect = (np.ptp(rows) + 1) / (np.ptp(cols) + 1)
+    if aspect < 0.25:
+        notes.append("the ink is much wider than tall: this may not be a single digit")
+    return mask, tuple(notes)
+
+
+def _fit_and_centre(crop: np.ndarray) -> np.ndarray:
+    """Scale the cropped ink to fit FIT_BOX (aspect kept), centre its mass in the field."""
+    from scipy import ndimage
+
+    height, width = crop.shape
+    scale = FIT_BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    patch_image = Image.fromarray(np.round(crop * 255).astype(np.uint8), "L")
+    patch = np.asarray(patch_image.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    field = np.zeros((FIELD, FIELD), dtype=np.float32)
+    top, left = (FIELD - size[1]) // 2, (FIELD - size[0]) // 2
+    field[top: top + size[1], left: left + size[0]] = patch
+    cy, cx = ndimage.center_of_mass(field)
+    # Move the centre of mass to the field centre, as MNIST did, without pushing ink out.
+    rows, cols = np.nonzero(field > 0)
+    dy = int(np.clip(round(FIELD / 2 - cy), -rows.min(), FIELD - 1 - rows.max()))
+    dx = int(np.clip(round(FIELD / 2 - cx), -cols.min(), FIELD - 1 - cols.max()))
+    field = np.roll(field, (dy, dx), axis=(0, 1))
+    return np.clip(np.round(field), 0, 255).astype(np.uint8)
+
+
+def prepare_file(path: str | os.PathLike | bytes) -> PreparedImage:
+    """open_image + prepare_image."""
+    return prepare_image(open_image(path))
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def expand_image_paths(paths: list[str | os.PathLike]) -> list[Path]:
+    """Files as given, and image files found recursively in folders, in sorted order."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*")
+                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)
+    return found

@@ -1,0 +1,146 @@
+"""Run folders: what `digitnet train` leaves behind, and reading it back.
+
+    RUN_DIR/config.json         resolved TrainConfig
+    RUN_DIR/history.csv, .json  one row per finished epoch (written after every epoch)
+    RUN_DIR/metrics.json        test-set metrics (test_accuracy, test_loss, confusion, ...)
+    RUN_DIR/model.safetensors   weights + config + results; written last, atomically
+    RUN_DIR/plots/*.png
+
+An interrupted or failed run keeps its config and the history of finished epochs, and has no
+model file, so nothing half-trained can be mistaken for a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .atomic import atomic_write
+from .config import TrainConfig
+from .data import MnistData
+from .errors import DigitnetError, ModelFileError
+from .evaluate import Metrics, evaluate
+from .history import EpochRecord, read_history, write_history
+from .modelfile import save_model
+from .predict import MODEL_FILENAME, Predictor
+
+
+@dataclass(frozen=True)
+class Run:
+    folder: Path
+    config: TrainConfig
+    history: list[EpochRecord]
+    metrics: dict  # metrics.json as written (empty if the run never finished)
+    predictor: Predictor
+
+
+def _writable_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".digitnet-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DigitnetError(f"cannot write to the output folder {folder}: "
+                            f"{exc.strerror or exc}") from None
+    if (folder / MODEL_FILENAME).exists():
+        raise DigitnetError(f"{folder} already holds a trained model: choose another --out "
+                            "or delete it first")
+    return folder
+
+
+def _write(path: Path, content: str | bytes) -> None:
+    try:
+        atomic_write(path, content)
+    except OSError as exc:
+        raise DigitnetError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def train_run(
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    data: MnistData,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    plots: bool = True,
+) -> Run:
+    """Train, evaluate on the test set, save the model (and plots) into `out_dir`."""
+    from .train import train  # imports JAX; reading runs back does not need it
+
+    folder = _writable_folder(Path(out_dir))
+    _write(folder / "config.json", cfg.to_json() + "\n")
+    history: list[EpochRecord] = []
+
+    def record_epoch(record: EpochRecord) -> None:
+        history.append(record)
+        write_history(folder, history)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    result = train(cfg, data, on_epoch=record_epoch)
+    predictor = Predictor(cfg, result.weights)
+    metrics = evaluate(predictor, data.test_images, data.test_labels)
+    summary = metrics_summary(metrics, history, cfg)
+    _write(folder / "metrics.json", json.dumps(summary, indent=1) + "\n")
+    try:
+        save_model(folder / MODEL_FILENAME, result.weights, cfg,
+                   results={k: summary[k] for k in ("test_accuracy", "test_loss")})
+    except OSError as exc:
+        raise DigitnetError(f"cannot write the model file: {exc.strerror or exc}") from None
+    if plots:
+        plot_run(folder, data, predictor=predictor, history=history, metrics=summary)
+    return Run(folder, cfg, history, summary, predictor)
+
+
+def metrics_summary(metrics: Metrics, history: list[EpochRecord], cfg: TrainConfig) -> dict:
+    """metrics.json's content: test results first, then the full metrics."""
+    last = history[-1] if history else None
+    return {
+        "test_accuracy": metrics.accuracy,
+        "test_loss": metrics.loss,
+        "val_accuracy": last.val_accuracy if last else None,
+        "validated_on": cfg.validate_on,
+        "epochs_trained": len(history),
+        **metrics.to_dict(),
+    }
+
+
+def load_run(run_dir: str | os.PathLike) -> Run:
+    """Read a finished run folder back (no JAX needed)."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise ModelFileError(f"{folder} is not a run folder (run `digitnet train --out {folder}`)")
+    predictor = Predictor.load(folder / MODEL_FILENAME)
+    metrics_path = folder / "metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    except ValueError as exc:
+        raise ModelFileError(f"{metrics_path} is damaged: {exc}") from None
+    return Run(folder, predictor.config, read_history(folder), metrics, predictor)
+
+
+def plot_run(
+    folder: Path,
+    data: MnistData,
+    *,
+    predictor: Predictor | None = None,
+    history: list[EpochRecord] | None = None,
+    metrics: dict | None = None,
+) -> list[Path]:
+    """(Re)draw the run's plots into `folder`/plots; return the files written."""
+    from .plots import save_run_plots
+
+    if predictor is None or history is None or metrics is None:
+        run = load_run(folder)
+        predictor, history, metrics = run.predictor, run.history, run.metrics
+    probs = predictor.probabilities(data.test_images)
+    if "confusion_matrix" not in metrics:
+        metrics = {**metrics, **evaluate(predictor, data.test_images, data.test_labels).to_dict()}
+    try:
+        return save_run_plots(folder / "plots", history, metrics, data.train_images,
+                              data.train_labels, data.test_images, data.test_labels, probs)
+    except OSError as exc:
+        raise DigitnetError(f"cannot write plots into {folder / 'plots'}: "
+                            f"{exc.strerror or exc}") from None

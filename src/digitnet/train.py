@@ -1,0 +1,171 @@
+"""Training: one compiled program per epoch (`jax.lax.scan` over the batches).
+
+Images stay uint8 on the device and become float32 in [0, 1] inside the step. Each epoch
+visits every training image exactly once in a seeded order; the last, short batch is padded
+and masked out of the loss, so nothing is dropped and no step is wasted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from .config import IMAGE_PIXELS, NUM_CLASSES, TrainConfig
+from .data import MnistData, default_cache_dir
+from .history import EpochRecord
+from .model import build_model, export_weights
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: nnx.Module
+    weights: dict[str, np.ndarray]  # float32 arrays named as in modelfile.weight_shapes()
+    history: list[EpochRecord]
+    config: TrainConfig
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training and validation arrays; images uint8 (N, 784), labels int32 (N,)."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+
+
+def split_for_training(cfg: TrainConfig, data: MnistData) -> Split:
+    """Carve the validation set: a seeded hold-out of the training set, or the test set."""
+    images = data.train_images.reshape(len(data.train_images), IMAGE_PIXELS)
+    labels = data.train_labels.astype(np.int32)
+    if cfg.validate_on == "test":
+        return Split(images, labels, data.test_images.reshape(-1, IMAGE_PIXELS),
+                     data.test_labels.astype(np.int32))
+    order = np.random.default_rng(cfg.seed).permutation(len(images))
+    n_val = max(1, round(len(images) * cfg.val_fraction))
+    val, keep = order[:n_val], np.sort(order[n_val:])
+    return Split(images[keep], labels[keep], images[val], labels[val])
+
+
+def enable_compilation_cache() -> None:
+    """Keep compiled programs on disk so a repeat run skips XLA compilation."""
+    jax.config.update("jax_compilation_cache_dir", str(default_cache_dir() / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    if cfg.lr_schedule == "onecycle":
+        return optax.cosine_onecycle_schedule(steps_per_epoch * cfg.epochs, cfg.lr)
+    return optax.constant_schedule(cfg.lr)
+
+
+def _loss_terms(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
+    targets = jax.nn.one_hot(labels, NUM_CLASSES)
+    if smoothing:
+        targets = optax.smooth_labels(targets, smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def _to_unit_float(images_uint8: jax.Array) -> jax.Array:
+    return images_uint8.astype(jnp.float32) * (1.0 / 255.0)
+
+
+def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, steps: int):
+    """A jitted function (state, images, labels, key) -> (state, mean loss, accuracy).
+
+    The dataset is an argument, not a closed-over constant: a constant would be baked into
+    the compiled program and make compilation several times slower."""
+    batch = cfg.batch_size
+
+    @jax.jit
+    def run_epoch(state, images, labels, key):
+        def step(state, batch_index):
+            indices, weights = batch_index
+            model, optimizer = nnx.merge(graphdef, state)
+            x, y = _to_unit_float(images[indices]), labels[indices]
+
+            def loss_fn(model):
+                logits = model(x)
+                per_image = _loss_terms(logits, y, cfg.label_smoothing)
+                return jnp.sum(per_image * weights) / jnp.sum(weights), logits
+
+            (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+            optimizer.update(model, grads)
+            correct = jnp.sum((jnp.argmax(logits, -1) == y) * weights)
+            return nnx.state((model, optimizer)), (loss * jnp.sum(weights), correct)
+
+        n = images.shape[0]
+        padded = steps * batch - n  # the short last batch is padded with weight-0 images
+        order = jnp.concatenate([jax.random.permutation(key, n), jnp.zeros(padded, jnp.int32)])
+        weights = (jnp.arange(steps * batch) < n).astype(jnp.float32)
+        xs = (order.reshape(steps, batch), weights.reshape(steps, batch))
+        state, (loss_sums, correct) = jax.lax.scan(step, state, xs)
+        return state, jnp.sum(loss_sums) / n, jnp.sum(correct) / n
+
+    return run_epoch
+
+
+def make_eval_fn(graphdef: nnx.GraphDef):
+    """A jitted function (state, images uint8 (N, 784), labels) -> (mean loss, accuracy)."""
+
+    @jax.jit
+    def evaluate_split(state, images, labels):
+        model, _ = nnx.merge(graphdef, state)
+        logits = model(_to_unit_float(images))
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
+
+    return evaluate_split
+
+
+def train(
+    cfg: TrainConfig,
+    data: MnistData,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train the network `cfg` describes on `data`; call `on_epoch` after every epoch.
+
+    The test set is used only when cfg.validate_on == 'test'. Ctrl-C raises KeyboardInterrupt
+    between or during epochs; nothing has been written by this function.
+    """
+    enable_compilation_cache()
+    split = split_for_training(cfg, data)
+    n_train = len(split.train_images)
+    steps = -(-n_train // cfg.batch_size)
+    schedule = learning_rate_schedule(cfg, steps)
+    model = build_model(cfg)
+    optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, optimizer))
+    run_epoch = make_epoch_fn(cfg, graphdef, steps)
+    evaluate_split = make_eval_fn(graphdef)
+
+    train_images, train_labels = jnp.asarray(split.train_images), jnp.asarray(split.train_labels)
+    val_images, val_labels = jnp.asarray(split.val_images), jnp.asarray(split.val_labels)
+    base_key = jax.random.key(cfg.seed)
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        started = time.perf_counter()
+        key = jax.random.fold_in(base_key, epoch)
+        state, train_loss, train_acc = run_epoch(state, train_images, train_labels, key)
+        val_loss, val_acc = evaluate_split(state, val_images, val_labels)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=float(train_loss),
+            train_accuracy=float(train_acc),
+            val_loss=float(val_loss),
+            val_accuracy=float(val_acc),
+            lr=float(schedule(epoch * steps - 1)),
+            seconds=time.perf_counter() - started,
+        )
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    nnx.update((model, optimizer), state)
+    return TrainResult(model=model, weights=export_weights(model), history=history, config=cfg)

@@ -1,0 +1,112 @@
+"""Shared fixtures: synthetic digits drawn with Pillow, tiny IDX folders, real-MNIST access."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from digitnet.data import IdxFile, MnistData, write_idx
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache folder; the real data folder is kept when set."""
+    monkeypatch.setenv("DIGITNET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@functools.lru_cache(maxsize=None)
+def _font(size: int):
+    return ImageFont.load_default(size=size)
+
+
+def draw_digit(digit: int, *, size: int = 28, scale: float = 0.8, dx: int = 0, dy: int = 0,
+               ink: int = 255, paper: int = 0, width: int = 0) -> Image.Image:
+    """A digit glyph drawn with Pillow's built-in font, centred then shifted by (dx, dy)."""
+    image = Image.new("L", (size, size), paper)
+    draw = ImageDraw.Draw(image)
+    font = _font(max(6, int(size * scale)))
+    draw.text((size / 2 + dx, size / 2 + dy), str(digit), fill=ink, font=font, anchor="mm",
+              stroke_width=width, stroke_fill=ink)
+    return image
+
+
+def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n uint8 (28, 28) light-on-dark digit images with labels, shifted at random."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = np.stack([
+        np.asarray(draw_digit(int(d), dx=int(rng.integers(-3, 4)), dy=int(rng.integers(-3, 4))))
+        for d in labels
+    ])
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist() -> MnistData:
+    """A small MNIST-shaped data set of drawn digits: 600 training and 200 test images."""
+    train_images, train_labels = synthetic_digits(600, seed=1)
+    test_images, test_labels = synthetic_digits(200, seed=2)
+    return MnistData(train_images, train_labels, test_images, test_labels, source="synthetic")
+
+
+def tiny_idx_files(folder: Path, data: MnistData, *, compress: bool = True) -> dict[str, IdxFile]:
+    """Write `data` as the four IDX files into `folder`; return their IdxFile specs."""
+    import gzip
+    import hashlib
+
+    from digitnet.data import MNIST_FILES
+
+    specs = {}
+    for key, spec in MNIST_FILES.items():
+        array = getattr(data, key)
+        write_idx(folder / (spec.name + (".gz" if compress else "")), array, compress=compress)
+        content = (folder / (spec.name + (".gz" if compress else ""))).read_bytes()
+        raw = gzip.decompress(content) if compress else content
+        specs[key] = IdxFile(spec.name, hashlib.sha256(raw).hexdigest(), array.shape)
+    return specs
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """(folder, base URL): a loopback HTTP server serving files from `folder`."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture(scope="session")
+def real_mnist_dir() -> Path:
+    """The real MNIST folder from $DIGITNET_DATA_DIR. Missing data skips locally but fails in
+    CI, where a skipped real-data test would hide a broken set-up."""
+    folder = os.environ.get("DIGITNET_DATA_DIR")
+    if folder and Path(folder).is_dir():
+        return Path(folder)
+    message = "real MNIST needed: set DIGITNET_DATA_DIR (CI points it at ../shared/mnist)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def real_mnist(real_mnist_dir) -> MnistData:
+    from digitnet.data import load_mnist
+
+    return load_mnist(real_mnist_dir, download=False, use_cache=False)

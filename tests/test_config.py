@@ -1,0 +1,60 @@
+import json
+import re
+
+import pytest
+
+from digitnet.config import TrainConfig, recipe
+from digitnet.errors import ConfigError
+
+
+def test_default_is_the_tutorial_recipe():
+    cfg = TrainConfig()
+    assert cfg == recipe("tutorial")
+    assert cfg.layer_sizes == (784, 128, 64, 10)
+    assert (cfg.lr, cfg.batch_size, cfg.lr_schedule) == (1e-3, 32, "constant")
+
+
+def test_json_round_trip_is_exact():
+    cfg = TrainConfig(hidden=(256, 32, 16), epochs=3, lr=3e-3, seed=7, validate_on="test")
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    assert json.loads(cfg.to_json())["hidden"] == [256, 32, 16]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"epochs": -3}, "epochs must be at least 1"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"lr": 0.0}, "lr must be a positive number"),
+        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"hidden": ()}, "hidden widths must be positive"),
+        ({"hidden": (128, 0)}, "hidden widths must be positive"),
+        ({"val_fraction": 1.0}, "val_fraction must be between 0 and 1"),
+        ({"label_smoothing": 1.0}, "label_smoothing must be in [0, 1)"),
+        ({"validate_on": "train"}, "validate_on must be one of"),
+        ({"lr_schedule": "steps"}, "lr_schedule must be one of"),
+        ({"model": "resnet"}, "model must be one of"),
+        ({"epochs": 2.5}, "epochs has the wrong type"),
+        ({"epochs": True}, "epochs has the wrong type"),
+        ({"hidden": (128.0,)}, "hidden has the wrong type"),
+        ({"lr": "fast"}, "lr has the wrong type"),
+    ],
+)
+def test_bad_values_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig().replace(**changes)
+
+
+def test_unknown_keys_and_bad_json_are_refused():
+    with pytest.raises(ConfigError, match="unknown config key"):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), "dropout": 0.5})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        TrainConfig.from_json("{epochs: 3")
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        TrainConfig.from_json("[1, 2]")
+
+
+def test_unknown_recipe():
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        recipe("turbo")
