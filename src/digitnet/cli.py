@@ -136,19 +136,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .runs import train_run
+    from .train import validation_size
 
     cfg = _train_config(args)
     out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     data = _load_data(args)
-    print(f"training {'-'.join(map(str, cfg.layer_sizes))} on {len(data.train_images):,} "
-          f"images ({cfg.validate_on} validation), {cfg.epochs} epochs of batch "
-          f"{cfg.batch_size}; run folder {out}", file=sys.stderr)
+    n_val = validation_size(cfg, len(data.train_images))
+    validation = (f"{n_val:,} held out for validation" if n_val
+                  else "validating on the test set")
+    print(f"training {'-'.join(map(str, cfg.layer_sizes))} on "
+          f"{len(data.train_images) - n_val:,} images ({validation}), {cfg.epochs} epochs of "
+          f"batch {cfg.batch_size}; run folder {out}", file=sys.stderr)
     bar = tqdm(total=cfg.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True)
 
     def show(record) -> None:
         bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=_percent(record.train_accuracy),
                         val_loss=f"{record.val_loss:.4f}", val_acc=_percent(record.val_accuracy))
         bar.update(1)
+        if record.epoch == cfg.epochs:
+            bar.close()  # before evaluation and plotting print anything
 
     try:
         run = train_run(cfg, out, data, on_epoch=show, plots=not args.no_plots)

@@ -119,29 +119,29 @@ def _to_grey(image: Image.Image | np.ndarray) -> np.ndarray:
 
 
 def _ink_map(grey: np.ndarray) -> np.ndarray:
-    """Ink strength in [0, 1] (0 = background) with the paper's polarity and uneven light
-    removed: the background is estimated by a rank filter wider than a stroke and subtracted."""
-    def border(a: np.ndarray) -> np.ndarray:
-        return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-
-    if np.median(border(grey)) > 0.5:
-        grey = 1.0 - grey  # dark ink on light paper -> light ink on dark, as in MNIST
-    height, width = grey.shape
-    if min(height, width) >= 32:
-        # A MinFilter wider than any stroke erases the ink and leaves the background; blurring
-        # it smooths the estimate into a lighting field that is then subtracted.
-        size = max(3, (min(height, width) // 8) | 1)
+    """Ink strength in [0, 1] (0 = background), whatever the polarity, with uneven light
+    removed. On paper, light multiplies: ink = 1 - pixel / local paper brightness, where the
+    paper is estimated by a rank filter wider than any stroke (it erases the ink) and a blur.
+    Light ink on a dark ground (screens, MNIST itself) is the difference from the ground."""
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    on_paper = np.median(border) > 0.5
+    if min(grey.shape) >= 32:
+        size = max(3, (min(grey.shape) // 8) | 1)
+        rank = ImageFilter.MaxFilter(size) if on_paper else ImageFilter.MinFilter(size)
         as_image = Image.fromarray(np.round(grey * 255).astype(np.uint8), "L")
-        background = as_image.filter(ImageFilter.MinFilter(size)).filter(
-            ImageFilter.GaussianBlur(size))
-        grey = grey - np.asarray(background, dtype=np.float32) / 255.0
+        ground = np.asarray(as_image.filter(rank).filter(ImageFilter.GaussianBlur(size)),
+                            dtype=np.float32) / 255.0
     else:
-        grey = grey - np.median(border(grey))
-    grey = np.clip(grey, 0.0, 1.0)
-    peak = np.percentile(grey, 99.5)
+        ground = np.float32(np.median(border))
+    if on_paper:
+        ink = 1.0 - grey / np.maximum(ground, 1e-3)
+    else:
+        ink = grey - ground
+    ink = np.clip(ink, 0.0, 1.0)
+    peak = np.percentile(ink, 99.5)
     if peak < _MIN_CONTRAST:
         raise ImageError("no ink found: the image is blank or has too little contrast")
-    return np.clip(grey / peak, 0.0, 1.0)
+    return np.clip(ink / peak, 0.0, 1.0)
 
 
 def _otsu_threshold(values: np.ndarray) -> float:

@@ -49,9 +49,14 @@ def split_for_training(cfg: TrainConfig, data: MnistData) -> Split:
         return Split(images, labels, data.test_images.reshape(-1, IMAGE_PIXELS),
                      data.test_labels.astype(np.int32))
     order = np.random.default_rng(cfg.seed).permutation(len(images))
-    n_val = max(1, round(len(images) * cfg.val_fraction))
+    n_val = validation_size(cfg, len(images))
     val, keep = order[:n_val], np.sort(order[n_val:])
     return Split(images[keep], labels[keep], images[val], labels[val])
+
+
+def validation_size(cfg: TrainConfig, n_train: int) -> int:
+    """How many training images the hold-out takes (0 when validating on the test set)."""
+    return 0 if cfg.validate_on == "test" else max(1, round(n_train * cfg.val_fraction))
 
 
 def enable_compilation_cache() -> None:

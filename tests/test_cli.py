@@ -1,0 +1,138 @@
+"""The CLI, called in-process through main([...])."""
+
+import json
+
+import numpy as np
+import pytest
+
+from digitnet.cli import main
+
+from conftest import draw_digit
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--epochs", "-1"], "epochs must be at least 1"),
+        (["train", "--batch-size", "0"], "batch_size must be at least 1"),
+        (["train", "--hidden", "128,abc"], "expected comma-separated layer widths"),
+        (["train", "--hidden", "128,-4"], "layer widths must be positive"),
+        (["train", "--lr", "fast"], "invalid float value"),
+        (["train", "--validate-on", "train"], "invalid choice"),
+        (["train", "--recipe", "turbo"], "invalid choice"),
+        (["predict", "run"], "give image files or folders, or --test-index"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_data_exits_1_with_the_fix(tmp_path, capsys):
+    assert main(["data", "--data-dir", str(tmp_path), "--no-download"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("digitnet: error: MNIST not found in") and "\n" not in err
+
+
+def test_missing_run_exits_1(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope"), "--no-download"]) == 1
+    assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from digitnet.errors import DataError
+
+    with pytest.raises(DataError):
+        main(["--debug", "data", "--data-dir", str(tmp_path), "--no-download"])
+
+
+def test_version_and_help(capsys):
+    assert main(["--version"]) == 0
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--hidden HIDDEN" in out and "(tutorial: 128,64)" in out
+
+
+# --- on real MNIST -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained_run(real_mnist_dir, tmp_path_factory):
+    """A 2-epoch tutorial run, trained once through the CLI for the tests below."""
+    folder = tmp_path_factory.mktemp("runs") / "two-epochs"
+    code = main(["train", "--epochs", "2", "--out", str(folder), "--data-dir",
+                 str(real_mnist_dir), "--no-download"])
+    assert code == 0
+    return folder
+
+
+@pytest.mark.slow
+def test_two_epochs_reach_96_percent(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.96
+    assert metrics["epochs_trained"] == 2
+
+
+@pytest.mark.slow
+def test_evaluate_json(trained_run, real_mnist_dir, capsys):
+    assert main(["evaluate", str(trained_run), "--json", "--data-dir", str(real_mnist_dir)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    confusion = np.array(result["confusion_matrix"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 10_000
+    assert result["accuracy"] == pytest.approx(np.trace(confusion) / 10_000)
+    saved = json.loads((trained_run / "metrics.json").read_text())
+    assert result["accuracy"] == saved["test_accuracy"] and result["loss"] > 0
+
+
+@pytest.mark.slow
+def test_evaluate_human_output(trained_run, real_mnist_dir, capsys):
+    assert main(["evaluate", str(trained_run), "--data-dir", str(real_mnist_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "precision" in out and "most confused" in out
+
+
+@pytest.mark.slow
+def test_predict_files_folders_and_test_images(trained_run, real_mnist_dir, tmp_path, capsys):
+    folder = tmp_path / "digits"
+    (folder / "more").mkdir(parents=True)
+    draw_digit(1, size=120, ink=0, paper=255, width=4).save(folder / "one.png")
+    draw_digit(7, size=90, ink=30, paper=220, width=3).convert("RGB").save(
+        folder / "more" / "seven.jpg")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    code = main(["predict", str(trained_run), str(folder), "--test-index", "0", "1", "--json",
+                 "--data-dir", str(real_mnist_dir)])
+    items = {item["file"].split("/")[-1]: item for item in json.loads(capsys.readouterr().out)}
+    assert code == 1  # one file was not an image; the others are still answered
+    assert "not an image" in items["broken.png"]["error"]
+    assert items["mnist-test[0]"]["digit"] == items["mnist-test[0]"]["label"] == 7
+    for item in (items["one.png"], items["seven.jpg"], items["mnist-test[1]"]):
+        assert len(item["probabilities"]) == 10 and sum(item["probabilities"]) == pytest.approx(1)
+        assert item["digit"] == int(np.argmax(item["probabilities"]))
+
+
+@pytest.mark.slow
+def test_predict_csv_and_text(trained_run, real_mnist_dir, capsys):
+    args = ["predict", str(trained_run), "--test-index", "0", "--data-dir", str(real_mnist_dir)]
+    assert main(args + ["--csv"]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.startswith("file,digit,confidence,p0") and row.startswith("mnist-test[0],7,")
+    assert main(args + ["--top", "2"]) == 0
+    assert "mnist-test[0]: 7 (true 7)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_plot_redraws_the_pngs(trained_run, real_mnist_dir, capsys):
+    for png in (trained_run / "plots").glob("*.png"):
+        png.unlink()
+    assert main(["plot", str(trained_run), "--data-dir", str(real_mnist_dir)]) == 0
+    assert len(list((trained_run / "plots").glob("*.png"))) == 5
+
+
+@pytest.mark.slow
+def test_default_command_reaches_the_tutorial_accuracy(real_mnist_dir, tmp_path):
+    """The whole tutorial recipe (10 epochs, batch 32) - the product's headline number."""
+    assert main(["train", "--out", str(tmp_path / "run"), "--data-dir", str(real_mnist_dir),
+                 "--no-plots"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.974

@@ -1,0 +1,111 @@
+"""Sanity checks on the network and the compiled training loop (tiny synthetic data)."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from digitnet.config import TrainConfig
+from digitnet.data import MnistData
+from digitnet.model import build_model, export_weights, import_weights
+from digitnet.predict import Predictor
+from digitnet.train import split_for_training, train
+
+
+def test_parameter_count_is_the_tutorial_networks():
+    model = build_model(TrainConfig())
+    params = nnx.state(model, nnx.Param)
+    count = sum(int(np.prod(p.shape)) for p in __import__("jax").tree.leaves(params))
+    assert count == 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10 == 109_386
+
+
+def test_initial_loss_is_about_ln_10(tiny_mnist):
+    model = build_model(TrainConfig(seed=3))
+    x = jnp.asarray(tiny_mnist.train_images.reshape(-1, 784), jnp.float32) / 255
+    logits = model(x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(
+        logits, jnp.asarray(tiny_mnist.train_labels, jnp.int32)).mean()
+    assert abs(float(loss) - math.log(10)) < 0.35
+
+
+def test_numpy_inference_matches_the_flax_model(tiny_mnist):
+    model = build_model(TrainConfig(hidden=(32, 16), seed=1))
+    images = tiny_mnist.test_images[:50]
+    flax_logits = np.asarray(model(jnp.asarray(images.reshape(-1, 784), jnp.float32) / 255))
+    numpy_logits = Predictor(TrainConfig(hidden=(32, 16)), export_weights(model)).logits(images)
+    np.testing.assert_allclose(numpy_logits, flax_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_export_import_round_trip():
+    cfg = TrainConfig(hidden=(8,))
+    source, target = build_model(cfg, seed=1), build_model(cfg, seed=2)
+    import_weights(target, export_weights(source))
+    for name, array in export_weights(target).items():
+        np.testing.assert_array_equal(array, export_weights(source)[name])
+
+
+def _subset(data: MnistData, n: int) -> MnistData:
+    return MnistData(data.train_images[:n], data.train_labels[:n], data.test_images,
+                     data.test_labels)
+
+
+def test_can_overfit_64_images(tiny_mnist):
+    cfg = TrainConfig(epochs=60, batch_size=16, lr=3e-3, validate_on="test")
+    result = train(cfg, _subset(tiny_mnist, 64))
+    assert result.history[-1].train_accuracy == 1.0
+    assert result.history[-1].train_loss < 0.05
+
+
+def test_learns_synthetic_digits_and_reports_history(tiny_mnist):
+    seen = []
+    cfg = TrainConfig(epochs=15, lr=3e-3, seed=0)
+    result = train(cfg, tiny_mnist, on_epoch=seen.append)
+    assert [r.epoch for r in result.history] == list(range(1, 16)) and seen == result.history
+    assert result.history[-1].train_loss < result.history[0].train_loss / 3
+    assert result.history[-1].val_accuracy > 0.85
+    accuracy = (Predictor(result.config, result.weights).probabilities(tiny_mnist.test_images)
+                .argmax(1) == tiny_mnist.test_labels).mean()
+    assert accuracy > 0.9
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tiny_mnist):
+    def first_epoch(seed):
+        return train(TrainConfig(epochs=1, seed=seed), tiny_mnist).history[0]
+
+    a, b, c = first_epoch(5), first_epoch(5), first_epoch(6)
+    assert (a.train_loss, a.val_loss) == (b.train_loss, b.val_loss)
+    assert a.train_loss != c.train_loss
+
+
+@pytest.mark.parametrize("batch_size", [7, 540])
+def test_every_image_is_used_once_per_epoch(tiny_mnist, batch_size):
+    # With a negligible learning rate the epoch's reported accuracy is the initial model's
+    # accuracy over exactly the training split: padding neither drops nor repeats images.
+    cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=1e-12, seed=4)
+    split = split_for_training(cfg, tiny_mnist)
+    initial = Predictor(cfg, export_weights(build_model(cfg)))
+    expected = (initial.probabilities(split.train_images).argmax(1) == split.train_labels).mean()
+    record = train(cfg, tiny_mnist).history[0]
+    assert record.train_accuracy == pytest.approx(expected, abs=1e-6)
+
+
+def test_validation_split_is_seeded_and_disjoint(tiny_mnist):
+    cfg = TrainConfig(val_fraction=0.25, seed=9)
+    a, b = split_for_training(cfg, tiny_mnist), split_for_training(cfg, tiny_mnist)
+    np.testing.assert_array_equal(a.val_images, b.val_images)
+    assert len(a.val_images) == 150 and len(a.train_images) == 450
+    # Together the two parts are exactly the training set: nothing lost, nothing shared.
+    parts = sorted(r.tobytes() for r in np.concatenate([a.train_images, a.val_images]))
+    assert parts == sorted(r.tobytes() for r in tiny_mnist.train_images.reshape(600, -1))
+    on_test = split_for_training(cfg.replace(validate_on="test"), tiny_mnist)
+    assert len(on_test.train_images) == 600 and len(on_test.val_images) == 200
+
+
+def test_onecycle_schedule_and_label_smoothing_train(tiny_mnist):
+    cfg = TrainConfig(epochs=3, lr=3e-3, lr_schedule="onecycle", label_smoothing=0.1)
+    history = train(cfg, tiny_mnist).history
+    assert history[-1].lr < 3e-3 * 0.05  # the cycle ends near zero
+    assert history[-1].val_accuracy > 0.5
