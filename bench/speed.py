@@ -1,0 +1,240 @@
+"""digitnet against the original Keras/TensorFlow tutorial program, measured in one run.
+
+    .venv/bin/python bench/speed.py [--repeats 2] [--epochs 10] [--data-dir DIR]
+
+Alternates whole processes (Keras, digitnet, Keras, digitnet, ...) with the same recipe
+(784-128-64-10, Adam 1e-3, batch 32, 10% validation hold-out) on the same local MNIST files,
+and prints steady seconds per epoch, whole-process wall time, test accuracy and peak RSS,
+with ratios. Then: how much of this machine's float32 matmul rate the epoch uses, start-up
+cost on a first and a repeat run, `--recipe fast`, inference throughput and a cold
+`digitnet predict`. TensorFlow is installed by this script into its own virtual environment
+in the cache folder (`--keras-venv`); it is never a dependency of digitnet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KERAS_PROGRAM = ROOT / "bench" / "keras_reference.py"
+
+
+def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """Run `cmd`; return (wall seconds, peak RSS in MiB, stdout). Fails loudly on error."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode()
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"{' '.join(cmd)} failed:\n{err.read().decode()[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, stdout  # ru_maxrss is in KiB on Linux
+
+
+def keras_python(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"installing tensorflow-cpu into {venv} (once) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tensorflow-cpu"],
+                       check=True)
+    return python
+
+
+def steady(epoch_seconds: list[float]) -> float:
+    """Median epoch time after the first (which pays for tracing and compilation)."""
+    return statistics.median(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds)
+
+
+def run_keras(python: Path, data_dir: Path, epochs: int) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    wall, rss, stdout = measure([str(python), str(KERAS_PROGRAM), str(data_dir), str(epochs)], env)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {"steady": steady(result["epoch_seconds"]), "wall": wall, "rss": rss,
+            "accuracy": result["test_accuracy"]}
+
+
+def run_digitnet(data_dir: Path, cache: Path, extra: list[str]) -> dict:
+    env = {**os.environ, "DIGITNET_CACHE_DIR": str(cache)}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        wall, rss, _ = measure([sys.executable, "-m", "digitnet", "train", "--out", str(out),
+                                "--data-dir", str(data_dir), "--no-download", *extra], env)
+        history = json.loads((out / "history.json").read_text())
+        metrics = json.loads((out / "metrics.json").read_text())
+    return {"steady": steady([r["seconds"] for r in history]), "wall": wall, "rss": rss,
+            "accuracy": metrics["test_accuracy"], "first_epoch": history[0]["seconds"]}
+
+
+def epoch_flops(layer_sizes: tuple[int, ...], n_images: int, steps: int) -> float:
+    """Floating-point operations of one training epoch (multiply-add = 2).
+
+    Per image: forward 2*sum(in*out); backward 2*sum(in*out) for the weight gradients plus
+    2*sum(in*out) over all layers but the first for the input gradients; bias, ReLU and
+    softmax are counted per element. Adam costs ~12 operations per parameter per step."""
+    pairs = list(zip(layer_sizes, layer_sizes[1:]))
+    matmul = sum(a * b for a, b in pairs)
+    elementwise = sum(b for _, b in pairs) * 4
+    per_image = 2 * matmul + 2 * matmul + 2 * sum(a * b for a, b in pairs[1:]) + elementwise
+    params = sum(a * b + b for a, b in pairs)
+    return per_image * n_images + 12 * params * steps
+
+
+def matmul_rate() -> float:
+    """Sustained float32 matmul rate of this machine through XLA, in FLOP/s (best of 5)."""
+    import jax
+    import jax.numpy as jnp
+
+    n = 2048
+    a = jnp.ones((n, n), jnp.float32)
+    product = jax.jit(lambda m: m @ m)
+    product(a).block_until_ready()
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(5):
+            result = product(a)
+        result.block_until_ready()
+        best = min(best, (time.perf_counter() - started) / 5)
+    return 2 * n**3 / best
+
+
+def inference_rate(run_dir: Path, data_dir: Path) -> float:
+    """Test images classified per second by the NumPy inference path (best of 5)."""
+    from digitnet.data import load_mnist
+    from digitnet.predict import Predictor
+
+    images = load_mnist(data_dir, download=False).test_images
+    predictor = Predictor.load(run_dir)
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        predictor.probabilities(images)
+        best = min(best, time.perf_counter() - started)
+    return len(images) / best
+
+
+def cold_predict(run_dir: Path, cache: Path) -> tuple[float, float]:
+    """Median wall time (s) and peak RSS (MiB) of `digitnet predict` on one PNG, 5 runs."""
+    from PIL import Image, ImageDraw
+
+    image = cache / "digit.png"
+    canvas = Image.new("L", (240, 240), 255)
+    ImageDraw.Draw(canvas).line([(80, 40), (170, 40), (110, 210)], fill=0, width=18)  # a 7
+    canvas.save(image)
+    env = {**os.environ, "DIGITNET_CACHE_DIR": str(cache)}
+    runs = [measure([sys.executable, "-m", "digitnet", "predict", str(run_dir), str(image)], env)
+            for _ in range(5)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each program")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA_DIR"),
+                        required=os.environ.get("DIGITNET_DATA_DIR") is None)
+    parser.add_argument("--keras-venv", type=Path,
+                        default=Path.home() / ".cache" / "digitnet" / "bench" / "keras-venv")
+    parser.add_argument("--skip-keras", action="store_true", help="measure digitnet only")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    from digitnet.config import TrainConfig, recipe
+    from digitnet.data import load_mnist
+    from digitnet.train import validation_size
+
+    load_mnist(args.data_dir, download=False)  # fail early, before minutes of benchmarking
+    python = None if args.skip_keras else keras_python(args.keras_venv)
+    work = Path(tempfile.mkdtemp(prefix="digitnet-bench-"))
+    tutorial = ["--epochs", str(args.epochs), "--no-plots"]
+    keras, digitnet = [], []
+    for i in range(args.repeats):
+        if python:
+            keras.append(run_keras(python, args.data_dir, args.epochs))
+            print(f"keras    run {i + 1}: {keras[-1]}", file=sys.stderr)
+        digitnet.append(run_digitnet(args.data_dir, work / "cache", tutorial))
+        print(f"digitnet run {i + 1}: {digitnet[-1]}", file=sys.stderr)
+
+    # Start-up: a first run (empty caches: MNIST parsed, XLA compiled) and a repeat run.
+    first = run_digitnet(args.data_dir, work / "startup-cache", ["--epochs", "1", "--no-plots"])
+    repeat = run_digitnet(args.data_dir, work / "startup-cache", ["--epochs", "1", "--no-plots"])
+    fast_cold = run_digitnet(args.data_dir, work / "fast-cache", ["--recipe", "fast", "--no-plots"])
+    fast = run_digitnet(args.data_dir, work / "fast-cache", ["--recipe", "fast", "--no-plots"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        env = {**os.environ, "DIGITNET_CACHE_DIR": str(work / "cache")}
+        subprocess.run([sys.executable, "-m", "digitnet", "train", "--epochs", "1", "--no-plots",
+                        "--out", str(run_dir), "--data-dir", str(args.data_dir)], env=env,
+                       check=True, capture_output=True)
+        images_per_s = inference_rate(run_dir, args.data_dir)
+        predict_wall, predict_rss = cold_predict(run_dir, work)
+
+    cfg = TrainConfig(epochs=args.epochs)
+    n_train = 60000 - validation_size(cfg, 60000)
+    flops = epoch_flops(cfg.layer_sizes, n_train, -(-n_train // cfg.batch_size))
+    peak = matmul_rate()
+    shutil.rmtree(work, ignore_errors=True)
+
+    def med(runs: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; {args.repeats} alternating runs each, medians")
+    print(f"recipe: {'-'.join(map(str, cfg.layer_sizes))}, Adam 1e-3, batch 32, "
+          f"{args.epochs} epochs, 10% validation hold-out\n")
+    rows = [("steady epoch (s)", "steady", True), ("whole run, wall (s)", "wall", True),
+            ("peak RSS (MiB)", "rss", True), ("test accuracy (%)", "accuracy", False)]
+    print(f"{'':24}{'Keras/TF':>10}{'digitnet':>10}{'ratio':>9}")
+    for label, key, is_cost in rows:
+        d = med(digitnet, key) * (100 if key == "accuracy" else 1)
+        if keras:
+            k = med(keras, key) * (100 if key == "accuracy" else 1)
+            shown = ratio(k, d) if is_cost else f"{d - k:+.2f} pt"
+            print(f"{label:24}{k:>10.2f}{d:>10.2f}{shown:>9}")
+        else:
+            print(f"{label:24}{'-':>10}{d:>10.2f}")
+    achieved = flops / med(digitnet, "steady")
+    print(f"\nepoch arithmetic: {flops / 1e9:.1f} GFLOP; matmul peak measured {peak / 1e9:.0f} "
+          f"GFLOP/s; digitnet's steady epoch runs at {achieved / 1e9:.0f} GFLOP/s = "
+          f"{achieved / peak:.0%} of peak")
+    print(f"start-up (1-epoch run): first run {first['wall']:.2f} s wall (first epoch "
+          f"{first['first_epoch']:.2f} s), repeat run {repeat['wall']:.2f} s (first epoch "
+          f"{repeat['first_epoch']:.2f} s)")
+    fast_cfg = recipe("fast")
+    line = (f"--recipe fast ({fast_cfg.epochs} epochs, batch {fast_cfg.batch_size}): "
+            f"{fast['accuracy']:.2%} test accuracy, {fast['wall']:.2f} s wall "
+            f"(first run {fast_cold['wall']:.2f} s)")
+    if keras:
+        line += f"; {ratio(med(keras, 'wall'), fast['wall'])} under Keras' whole run"
+    print(line)
+    print(f"inference: {images_per_s:,.0f} test images/s (NumPy); cold `digitnet predict` on "
+          f"one image: {predict_wall:.2f} s wall, {predict_rss:.0f} MiB")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "keras": keras, "digitnet": digitnet, "startup_first": first,
+            "startup_repeat": repeat, "fast": fast, "fast_first": fast_cold,
+            "epoch_flops": flops, "matmul_peak": peak, "inference_images_per_s": images_per_s,
+            "cold_predict_s": predict_wall}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
