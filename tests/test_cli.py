@@ -1,6 +1,7 @@
 """The CLI, called in-process through main([...])."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +137,17 @@ def test_default_command_reaches_the_tutorial_accuracy(real_mnist_dir, tmp_path)
                  "--no-plots"]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.974
+
+
+@pytest.mark.slow
+def test_predict_show_writes_a_view_per_image(trained_run, tmp_path, capsys):
+    draw_digit(3, size=150, ink=10, paper=240, width=4).save(tmp_path / "three.png")
+    draw_digit(8, size=60, ink=250, paper=5, width=2).save(tmp_path / "eight.png")
+    code = main(["predict", str(trained_run), str(tmp_path / "three.png"),
+                 str(tmp_path / "eight.png"), "--show", str(tmp_path / "views"), "--json"])
+    assert code == 0
+    items = json.loads(capsys.readouterr().out)
+    views = sorted((tmp_path / "views").glob("*.png"))
+    assert [Path(item["view"]) for item in items] == [tmp_path / "views" / "0000-three.png",
+                                                      tmp_path / "views" / "0001-eight.png"]
+    assert views and all(v.read_bytes().startswith(b"\x89PNG") for v in views)

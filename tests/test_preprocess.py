@@ -101,7 +101,7 @@ def test_bad_files_are_refused(tmp_path, monkeypatch):
         tmp_path / "notes.txt": "not an image Pillow can read",
         tmp_path / "cut.png": "damaged or truncated",
         tmp_path / "missing.png": "no such file",
-        tmp_path: "is a folder",
+        tmp_path: "a folder, not an image",
     }
     for path, message in cases.items():
         with pytest.raises(ImageError, match=message):

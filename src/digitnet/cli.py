@@ -38,11 +38,17 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training configuration (defaults: --recipe)")
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
-        kind = {"int": int, "float": float, "str": str}.get(str(f.type), _hidden_widths)
         default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if str(f.type) == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS,
+                               help=f"{f.metadata['help']} (tutorial: {'on' if default else 'off'})")
+            continue
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type), _hidden_widths)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f.name, type=kind,
+            flag, dest=f.name, type=kind,
             choices=f.metadata.get("choices"), default=argparse.SUPPRESS,
             metavar=None if f.metadata.get("choices") else f.name.upper(),
             help=f"{f.metadata['help']} (tutorial: {shown})",
@@ -89,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print JSON")
     output.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--top", type=int, default=3, metavar="K", help="show the K likeliest digits")
+    p.add_argument("--show", type=Path, metavar="OUT_DIR",
+                   help="write a PNG per image file: the original beside what the network saw")
     _add_data_flags(p)
 
     p = commands.add_parser("plot", help="(re)draw a run's plots into RUN_DIR/plots")
@@ -194,18 +202,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
     from .predict import Predictor
-    from .preprocess import expand_image_paths, prepare_file
+    from .preprocess import expand_image_paths, open_image, prepare_image
 
     predictor = Predictor.load(args.run_dir)
     items: list[dict[str, Any]] = []
-    for path in expand_image_paths(args.images):
+    for number, path in enumerate(expand_image_paths(args.images)):
         try:
-            prepared = prepare_file(path)
+            original = open_image(path)
+            prepared = prepare_image(original)
         except DigitnetError as exc:
             items.append({"file": str(path), "error": str(exc)})
             continue
         [prediction] = predictor.predict(prepared.pixels[None], notes=[prepared.notes])
         items.append({"file": str(path), "prediction": prediction})
+        if args.show:
+            from .plots import save_network_view
+
+            view = args.show / f"{number:04d}-{path.stem}.png"
+            try:
+                save_network_view(view, original, prepared.pixels, prediction)
+            except OSError as exc:
+                raise DigitnetError(f"cannot write {view}: {exc.strerror or exc}") from None
+            items[-1]["view"] = str(view)
     if args.test_index:
         data = _load_data(args)
         bad = [i for i in args.test_index if not 0 <= i < len(data.test_images)]
@@ -262,8 +280,9 @@ def _item_json(item: dict[str, Any], top: int) -> dict[str, Any]:
     out = {"file": item["file"], "digit": p.digit, "confidence": p.confidence,
            "probabilities": list(p.probabilities),
            "top": [{"digit": d, "probability": q} for d, q in p.top(top)], "notes": list(p.notes)}
-    if "label" in item:
-        out["label"] = item["label"]
+    for key in ("label", "view"):
+        if key in item:
+            out[key] = item[key]
     return out
 
 

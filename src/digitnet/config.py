@@ -43,6 +43,11 @@ class TrainConfig:
     label_smoothing: float = field(
         default=0.0, metadata=_opt("probability mass spread over the wrong classes (0 = off)")
     )
+    augment: bool = field(
+        default=False,
+        metadata=_opt("randomly shift, rotate, scale, squeeze, warp and thicken training digits "
+                      "inside the compiled step (for real-world handwriting)"),
+    )
     seed: int = field(default=0, metadata=_opt("seeds initialisation, validation split and shuffling"))
     val_fraction: float = field(
         default=0.1, metadata=_opt("fraction of the training set held out for validation")
@@ -125,7 +130,7 @@ def _jsonable(value: Any) -> Any:
 def _check_types(cfg: TrainConfig) -> None:
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        expected = {"int": int, "float": float, "str": str}.get(str(f.type))
+        expected = {"int": int, "float": float, "str": str, "bool": bool}.get(str(f.type))
         if str(f.type).startswith("tuple"):
             ok = isinstance(value, tuple) and all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value

@@ -154,3 +154,24 @@ def save_run_plots(
     draw_digits(axes, test_images[worst], titles, [True] * len(worst))
     written.append(_save(fig, folder / "confident_mistakes.png"))
     return written
+
+
+def save_network_view(path: str | Path, original, pixels: np.ndarray, prediction) -> Path:
+    """A PNG of a user's image beside the 28x28 the network saw and its probabilities."""
+    fig = Figure(figsize=(9, 3))
+    ax_original, ax_seen, ax_probs = fig.subplots(1, 3, width_ratios=[1, 1, 1.4])
+    ax_original.imshow(original, cmap="gray" if original.mode == "L" else None)
+    ax_original.set_title(f"your image ({original.width}x{original.height})", fontsize=9)
+    ax_original.set_axis_off()
+    ax_seen.imshow(pixels, cmap="gray", vmin=0, vmax=255)
+    ax_seen.set_title("what the network saw (28x28)", fontsize=9)
+    ax_seen.set_axis_off()
+    bars = ax_probs.bar(range(10), prediction.probabilities, color="#9e9e9e")
+    bars[prediction.digit].set_color(RIGHT if not prediction.notes else WRONG)
+    ax_probs.set_xticks(range(10))
+    ax_probs.set_ylim(0, 1)
+    ax_probs.set_title(f"prediction: {prediction.digit} ({prediction.confidence:.0%})",
+                       fontsize=10)
+    if prediction.notes:
+        fig.text(0.5, -0.02, "; ".join(prediction.notes), ha="center", fontsize=8, color=WRONG)
+    return _save(fig, Path(path))

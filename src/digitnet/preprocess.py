@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -36,30 +36,30 @@ class PreparedImage:
 
 
 def open_image(source: str | os.PathLike | bytes) -> Image.Image:
-    """Decode an image file or bytes with Pillow; ImageError if it is not a usable image."""
-    name = "image data" if isinstance(source, bytes) else str(source)
+    """Decode an image file or bytes with Pillow; ImageError if it is not a usable image.
+    The messages do not repeat the file name: the caller knows which file it passed."""
     try:
         fh = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
+        raise ImageError("no such file") from None
     except IsADirectoryError:
-        raise ImageError(f"{name} is a folder, not an image") from None
+        raise ImageError("a folder, not an image") from None
     except OSError as exc:
-        raise ImageError(f"cannot read {name}: {exc.strerror}") from None
+        raise ImageError(f"cannot read the file: {exc.strerror}") from None
     with fh, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(fh)
             if image.width * image.height > MAX_PIXELS:
-                raise ImageError(f"{name} is {image.width}x{image.height} pixels, more than "
-                                 f"the {MAX_PIXELS:,} allowed")
+                raise ImageError(f"the image is {image.width}x{image.height} pixels, more "
+                                 f"than the {MAX_PIXELS:,} allowed")
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError(f"{name} is too large to decode safely") from None
+            raise ImageError("the image is too large to decode safely") from None
         except UnidentifiedImageError:
-            raise ImageError(f"{name} is not an image Pillow can read (PNG, JPEG, ...)") from None
+            raise ImageError("not an image Pillow can read (PNG, JPEG, ...)") from None
         except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"{name} is a damaged or truncated image ({exc})") from None
+            raise ImageError(f"a damaged or truncated image ({exc})") from None
     return image
 
 
@@ -126,11 +126,12 @@ def _ink_map(grey: np.ndarray) -> np.ndarray:
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     on_paper = np.median(border) > 0.5
     if min(grey.shape) >= 32:
-        size = max(3, (min(grey.shape) // 8) | 1)
-        rank = ImageFilter.MaxFilter(size) if on_paper else ImageFilter.MinFilter(size)
-        as_image = Image.fromarray(np.round(grey * 255).astype(np.uint8), "L")
-        ground = np.asarray(as_image.filter(rank).filter(ImageFilter.GaussianBlur(size)),
-                            dtype=np.float32) / 255.0
+        from scipy import ndimage
+
+        size = max(3, min(grey.shape) // 8)
+        rank = ndimage.maximum_filter if on_paper else ndimage.minimum_filter
+        ground = ndimage.gaussian_filter(rank(grey, size=size, mode="nearest"), size / 2,
+                                         mode="nearest")
     else:
         ground = np.float32(np.median(border))
     if on_paper:

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from .augment import augment_batch
 from .config import IMAGE_PIXELS, NUM_CLASSES, TrainConfig
 from .data import MnistData, default_cache_dir
 from .history import EpochRecord
@@ -92,9 +93,11 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, steps: int):
     @jax.jit
     def run_epoch(state, images, labels, key):
         def step(state, batch_index):
-            indices, weights = batch_index
+            indices, weights, step_key = batch_index
             model, optimizer = nnx.merge(graphdef, state)
             x, y = _to_unit_float(images[indices]), labels[indices]
+            if cfg.augment:
+                x = augment_batch(step_key, x.reshape(-1, 28, 28)).reshape(x.shape)
 
             def loss_fn(model):
                 logits = model(x)
@@ -108,9 +111,12 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, steps: int):
 
         n = images.shape[0]
         padded = steps * batch - n  # the short last batch is padded with weight-0 images
-        order = jnp.concatenate([jax.random.permutation(key, n), jnp.zeros(padded, jnp.int32)])
+        order_key, augment_key = jax.random.split(key)
+        order = jnp.concatenate([jax.random.permutation(order_key, n),
+                                 jnp.zeros(padded, jnp.int32)])
         weights = (jnp.arange(steps * batch) < n).astype(jnp.float32)
-        xs = (order.reshape(steps, batch), weights.reshape(steps, batch))
+        xs = (order.reshape(steps, batch), weights.reshape(steps, batch),
+              jax.random.split(augment_key, steps))
         state, (loss_sums, correct) = jax.lax.scan(step, state, xs)
         return state, jnp.sum(loss_sums) / n, jnp.sum(correct) / n
 
