@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("plot", help="(re)draw a run's plots into RUN_DIR/plots")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     _add_data_flags(p)
+
+    p = commands.add_parser("serve", help="web app: draw a digit, look inside the model")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     return parser
 
 
@@ -295,8 +300,29 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .runs import load_run
+    from .web.app import create_app
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0..65535, got {args.port}")
+    run = load_run(args.run_dir)  # the model is loaded once, here
+    info = {"config": run.config.to_dict(), "metrics": run.metrics,
+            "history": [dataclasses.asdict(r) for r in run.history]}
+    app = create_app(run.predictor, run.folder, info)
+    print(f"serving {run.folder} on http://{args.host}:{args.port}/ (Ctrl-C stops)",
+          file=sys.stderr)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    except OSError as exc:
+        raise DigitnetError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    return 0
+
+
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "plot": cmd_plot}
+            "predict": cmd_predict, "plot": cmd_plot, "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ class PreparedImage:
     notes: tuple[str, ...] = ()
 
 
-def open_image(source: str | os.PathLike | bytes) -> Image.Image:
+def open_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode an image file or bytes with Pillow; ImageError if it is not a usable image.
     The messages do not repeat the file name: the caller knows which file it passed."""
     try:
@@ -50,9 +50,9 @@ def open_image(source: str | os.PathLike | bytes) -> Image.Image:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(fh)
-            if image.width * image.height > MAX_PIXELS:
+            if image.width * image.height > max_pixels:
                 raise ImageError(f"the image is {image.width}x{image.height} pixels, more "
-                                 f"than the {MAX_PIXELS:,} allowed")
+                                 f"than the {max_pixels:,} allowed")
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError("the image is too large to decode safely") from None
