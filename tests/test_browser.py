@@ -1,0 +1,111 @@
+"""End to end: Debian's chromium, driven by Playwright, draws digits on the served page."""
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from digitnet.config import recipe
+from digitnet.runs import load_run, train_run
+from digitnet.web.app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+# Without the background-networking flags chromium keeps trying to reach Google's hosts.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def server(real_mnist, tmp_path_factory):
+    """The web app over a `--recipe fast` model, on a free loopback port."""
+    import uvicorn
+
+    if not CHROMIUM.exists():
+        message = "Debian's chromium is needed (scripts/test installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    folder = tmp_path_factory.mktemp("web") / "run"
+    train_run(recipe("fast"), folder, real_mnist)
+    run = load_run(folder)
+    app = create_app(run.predictor, run.folder, {"config": run.config.to_dict(),
+                                                 "metrics": run.metrics})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 700})
+        yield page
+        browser.close()
+
+
+def draw(page, strokes):
+    """Each stroke is a list of (x, y) points in the 320x320 drawing area."""
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        x, y = stroke[0]
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=12)
+        page.mouse.up()
+
+
+@pytest.mark.parametrize("digit, strokes", [
+    ("1", [[(165, 50), (160, 270)]]),
+    ("7", [[(85, 70), (235, 70), (140, 275)]]),
+    ("0", [[(160, 50), (235, 100), (245, 190), (200, 270), (130, 275), (85, 200), (85, 110),
+            (120, 60), (160, 50)]]),
+])
+def test_drawn_digit_is_recognised(server, page, digit, strokes):
+    page.goto(server + "/")
+    expect_digit(page, "?")
+    draw(page, strokes)
+    expect_digit(page, digit)
+    seen = page.evaluate("() => Array.from(document.getElementById('seen').getContext('2d')"
+                         ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 == 0)"
+                         ".reduce((a, b) => a + b, 0)")
+    assert seen > 0  # the 28x28 the network saw is drawn
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"draw-{digit}.png"))
+    page.click("#clear")
+    expect_digit(page, "?")
+
+
+def test_model_page_shows_results_and_plots(server, page):
+    page.goto(server + "/model")
+    page.wait_for_function("document.getElementById('accuracy').textContent.includes('%')")
+    assert page.locator("#config td", has_text="batch_size").count() == 1
+    page.wait_for_function("Array.from(document.images).length >= 5 && "
+                           "Array.from(document.images).every(i => i.complete && i.naturalWidth)")
+    page.screenshot(path=str(ARTIFACTS / "model-page.png"), full_page=True)
+
+
+def expect_digit(page, text):
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("digit")).to_have_text(text, timeout=10_000)
