@@ -1,0 +1,130 @@
+"""Load on `digitnet serve`: concurrent clients on 127.0.0.1, latency percentiles, throughput.
+
+    .venv/bin/python bench/web_load.py [--clients 50] [--requests 2000] [--data-dir DIR]
+
+Trains a `--recipe fast` model, starts `digitnet serve` in its own process, then N clients
+(one asyncio task each, sharing an HTTP connection pool) post a 320x320 PNG drawing to
+/api/predict as fast as they can. The same load on /healthz, measured in the same run, is
+the reference: what the server and this client do with no model work at all. Note that on a
+2-core machine the load generator shares the CPU with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def drawing_png() -> bytes:
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("RGB", (320, 320), "white")
+    ImageDraw.Draw(canvas).line([(85, 70), (235, 70), (140, 275)], fill="black", width=22)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def load(url: str, clients: int, total: int, send) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    remaining = total
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal remaining, errors
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            try:
+                response = await send(http, url)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - started)
+            errors += not ok
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "errors": errors, "per_s": len(latencies) / elapsed,
+            "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA_DIR"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        data = ["--data-dir", str(args.data_dir)] if args.data_dir else []
+        subprocess.run([sys.executable, "-m", "digitnet", "train", "--recipe", "fast",
+                        "--no-plots", "--out", str(run), *data], check=True, capture_output=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(run),
+                                   "--port", str(port)], stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_up(base)
+            png = drawing_png()
+
+            async def predict(http, url):
+                return await http.post(url, files={"file": ("d.png", png, "image/png")})
+
+            async def health(http, url):
+                return await http.get(url)
+
+            asyncio.run(load(base + "/api/predict", args.clients, 100, predict))  # warm-up
+            reference = asyncio.run(load(base + "/healthz", args.clients, args.requests, health))
+            result = asyncio.run(load(base + "/api/predict", args.clients, args.requests,
+                                      predict))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+    print(f"\n{args.clients} concurrent clients, {args.requests} requests each row, "
+          f"127.0.0.1, {os.cpu_count()} cores shared by server and clients")
+    print(f"{'endpoint':34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for name, r in (("GET /healthz (reference)", reference),
+                    ("POST /api/predict (320x320 PNG)", result)):
+        print(f"{name:34}{r['per_s']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+              f"{r['errors']:>8}")
+    print(f"predict throughput = {result['per_s'] / reference['per_s']:.2f}x the reference's")
+    if result["errors"] or reference["errors"]:
+        sys.exit("errors under load")
+
+
+def wait_until_up(base: str, seconds: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    sys.exit("digitnet serve did not start")
+
+
+if __name__ == "__main__":
+    main()
