@@ -5,8 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from digitnet.data import (MNIST_FILES, NPZ_NAME, IdxFile, default_cache_dir, download_mnist,
-                           load_mnist, parse_idx, resolve_data_dir, write_idx)
+from digitnet.data import (MNIST_FILES, NPZ_NAME, IdxFile, default_cache_dir, load_mnist,
+                           parse_idx, resolve_data_dir, write_idx)
+from digitnet.download import download_mnist
 from digitnet.errors import DataError
 
 from conftest import tiny_idx_files

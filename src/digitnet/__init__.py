@@ -15,7 +15,7 @@ _EXPORTS = {
     "TrainConfig": "config", "recipe": "config",
     "DigitnetError": "errors", "ConfigError": "errors", "DataError": "errors",
     "ImageError": "errors", "ModelFileError": "errors",
-    "MnistData": "data", "load_mnist": "data", "download_mnist": "data",
+    "MnistData": "data", "load_mnist": "data", "download_mnist": "download",
     "parse_idx": "data", "write_idx": "data",
     "EpochRecord": "history",
     "train": "train", "TrainResult": "train",
@@ -44,7 +44,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .config import TrainConfig, recipe  # noqa: F401
-    from .data import MnistData, download_mnist, load_mnist, parse_idx, write_idx  # noqa: F401
+    from .data import MnistData, load_mnist, parse_idx, write_idx  # noqa: F401
+    from .download import download_mnist  # noqa: F401
     from .errors import (ConfigError, DataError, DigitnetError, ImageError,  # noqa: F401
                          ModelFileError)
     from .evaluate import Metrics, compute_metrics, evaluate  # noqa: F401

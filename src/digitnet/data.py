@@ -3,7 +3,7 @@
 Where the files are looked for, in order: the `data_dir` argument, `$DIGITNET_DATA_DIR`, then
 the user cache directory (`$DIGITNET_CACHE_DIR` or the OS cache folder). The first of these
 that is set is *the* data folder; if it lacks files and downloading is allowed, they are
-fetched from the public mirrors into it. Content is trusted only after its SHA-256 (of the
+fetched from the public mirrors into it (download.py). Content is trusted only after its SHA-256 (of the
 decompressed bytes, so a re-compressed copy still passes), IDX magic numbers, shapes and label
 range have been checked. Parsed arrays are cached so a second load does no decompression.
 """
@@ -25,13 +25,6 @@ from .errors import DataError
 
 DATA_DIR_ENV = "DIGITNET_DATA_DIR"
 CACHE_DIR_ENV = "DIGITNET_CACHE_DIR"
-
-# Mirrors serving the four canonical .gz files, tried in order.
-MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
-
 
 @dataclass(frozen=True)
 class IdxFile:
@@ -110,14 +103,15 @@ def load_mnist(
     data_dir: str | os.PathLike | None = None,
     *,
     download: bool = True,
-    mirrors: tuple[str, ...] = MIRRORS,
+    mirrors: tuple[str, ...] | None = None,
     files: dict[str, IdxFile] = MNIST_FILES,
     progress: bool = False,
     use_cache: bool = True,
 ) -> MnistData:
     """Load MNIST as uint8 arrays, downloading into the data folder if allowed and needed.
 
-    `files` describes the expected files (pass your own for IDX data sets of the same layout,
+    `mirrors` are base URLs tried in order (default: download.MIRRORS). `files` describes the
+    expected files (pass your own for IDX data sets of the same layout,
     such as Fashion-MNIST, with sha256=None to skip the checksum). Raises DataError with a
     message naming the folder and the fix.
     """
@@ -130,9 +124,12 @@ def load_mnist(
                 f"{', '.join(f.name + '[.gz]' for f in files.values())} or {NPZ_NAME}; pass "
                 f"--data-dir or set {DATA_DIR_ENV} to a folder holding them, or allow download"
             )
-        download_mnist(folder, mirrors=mirrors, files=files, progress=progress)
+        from .download import MIRRORS, download_mnist
+
+        download_mnist(folder, mirrors=mirrors or MIRRORS, files=files, progress=progress)
         sources = _find_sources(folder, files)
-        assert sources is not None  # download_mnist raises unless every file is in place
+        if sources is None:
+            raise DataError(f"MNIST files in {folder} vanished right after downloading")
     cache_file = _parsed_cache_path(sources, files) if use_cache else None
     if cache_file is not None:
         cached = _read_parsed_cache(cache_file, files)
@@ -170,12 +167,12 @@ def _parse_sources(sources: dict[str, Path], files: dict[str, IdxFile]) -> dict[
                 npz_arrays = _read_npz(path)
             array = npz_arrays[NPZ_KEYS[key]]
             # The npz holds the same bytes as the IDX payload: rebuild the IDX file to check it.
-            _check_sha256(_idx_bytes(array), spec, path)
+            check_sha256(_idx_bytes(array), spec, path)
         else:
-            content = _read_maybe_gzip(path)
-            _check_sha256(content, spec, path)
+            content = read_maybe_gzip(path)
+            check_sha256(content, spec, path)
             array = parse_idx(content, source=str(path))
-        _check_shape(array, spec, path)
+        check_shape(array, spec, path)
         arrays[key] = array
     for kind in ("train", "test"):
         labels = arrays[f"{kind}_labels"]
@@ -186,7 +183,7 @@ def _parse_sources(sources: dict[str, Path], files: dict[str, IdxFile]) -> dict[
     return arrays
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
+def read_maybe_gzip(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -208,7 +205,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path} is not a readable Keras mnist.npz ({exc})") from None
 
 
-def _check_sha256(content: bytes, spec: IdxFile, path: Path) -> None:
+def check_sha256(content: bytes, spec: IdxFile, path: Path) -> None:
     if spec.sha256 is None:
         return
     digest = hashlib.sha256(content).hexdigest()
@@ -219,7 +216,7 @@ def _check_sha256(content: bytes, spec: IdxFile, path: Path) -> None:
         )
 
 
-def _check_shape(array: np.ndarray, spec: IdxFile, path: Path) -> None:
+def check_shape(array: np.ndarray, spec: IdxFile, path: Path) -> None:
     if array.shape != spec.shape or array.dtype != np.uint8:
         raise DataError(f"{path}: expected uint8 {spec.shape}, found {array.dtype} {array.shape}")
 
@@ -256,58 +253,6 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool = Fa
     """Write a uint8 array as an IDX file (gzip-compressed if `compress`)."""
     content = _idx_bytes(np.asarray(array, dtype=np.uint8))
     atomic_write(Path(path), gzip.compress(content) if compress else content)
-
-
-def download_mnist(
-    folder: str | os.PathLike,
-    *,
-    mirrors: tuple[str, ...] = MIRRORS,
-    files: dict[str, IdxFile] = MNIST_FILES,
-    progress: bool = False,
-) -> None:
-    """Download the missing .gz files into `folder`, trying each mirror in turn.
-
-    A file is moved into place only after its decompressed content passes its checksum and
-    parses as IDX, so a failed or corrupt download never looks like a cached file.
-    """
-    import pooch
-
-    pooch.get_logger().setLevel("WARNING")  # the library does not print; errors are raised
-    folder = Path(folder)
-    staging = folder / ".download"
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create {folder} to download MNIST into: {exc.strerror}") from None
-    for spec in files.values():
-        if (folder / spec.name).is_file() or (folder / (spec.name + ".gz")).is_file():
-            continue
-        failures = []
-        for mirror in mirrors:
-            url = mirror.rstrip("/") + "/" + spec.name + ".gz"
-            try:
-                fetched = Path(pooch.retrieve(url, known_hash=None, fname=spec.name + ".gz",
-                                              path=staging, progressbar=progress))
-            except Exception as exc:  # pooch raises requests/OS errors of many kinds
-                failures.append(f"{url}: {exc}")
-                continue
-            try:
-                content = _read_maybe_gzip(fetched)
-                _check_sha256(content, spec, fetched)
-                _check_shape(parse_idx(content, source=url), spec, fetched)
-            except DataError as exc:
-                failures.append(f"{url}: {exc}")
-                fetched.unlink(missing_ok=True)
-                continue
-            os.replace(fetched, folder / (spec.name + ".gz"))
-            break
-        else:
-            raise DataError(f"could not download {spec.name}.gz into {folder}: "
-                            + "; ".join(failures))
-    try:
-        staging.rmdir()
-    except OSError:
-        pass
 
 
 def _parsed_cache_path(sources: dict[str, Path], files: dict[str, IdxFile]) -> Path:

@@ -216,11 +216,6 @@ def _fit_and_centre(crop: np.ndarray) -> np.ndarray:
     return np.clip(np.round(field), 0, 255).astype(np.uint8)
 
 
-def prepare_file(path: str | os.PathLike | bytes) -> PreparedImage:
-    """open_image + prepare_image."""
-    return prepare_image(open_image(path))
-
-
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
