@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 error (one line on stderr; --debug for the traceback), 2 usa
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import sys
@@ -252,15 +253,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_item_json(item, args.top) for item in items], indent=1))
     elif args.csv:
-        print("file,digit,confidence," + ",".join(f"p{d}" for d in range(10)) + ",note")
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["file", "digit", "confidence", *(f"p{d}" for d in range(10)), "note"])
         for item in items:
             p = item.get("prediction")
             if p is None:
-                print(f"{_csv(item['file'])},,,{',' * 9},{_csv(item['error'])}")
+                writer.writerow([item["file"], "", "", *[""] * 10, item["error"]])
             else:
-                print(f"{_csv(item['file'])},{p.digit},{p.confidence:.4f},"
-                      + ",".join(f"{q:.4f}" for q in p.probabilities)
-                      + f",{_csv('; '.join(p.notes))}")
+                writer.writerow([item["file"], p.digit, f"{p.confidence:.4f}",
+                                 *(f"{q:.4f}" for q in p.probabilities), "; ".join(p.notes)])
     else:
         for item in items:
             p = item.get("prediction")
@@ -272,10 +273,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{item['file']}: {p.digit}{label}   top: {top}"
                   + "".join(f"\n    note: {n}" for n in p.notes))
     return 1 if any("error" in item for item in items) else 0
-
-
-def _csv(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
 def _item_json(item: dict[str, Any], top: int) -> dict[str, Any]:
