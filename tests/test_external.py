@@ -64,7 +64,7 @@ def semeion_path() -> Path:
 @pytest.mark.slow
 def test_preprocessing_and_augmentation_help_on_other_peoples_digits(
         semeion_path, real_mnist, tmp_path):
-    """End to end on 1,593 Semeion digits rendered as user pictures (bench/semeion.py reports
+    """End to end on 1,593 Semeion digits rendered as user pictures (bench/handwriting.py reports
     the same with several seeds). Seed 0 here measured 14.2%, 75.9% and 86.8%."""
     digits, labels = load_semeion(semeion_path)
     naive, prepared = prepare_pages(write_pages(digits, labels, tmp_path, seed=0))

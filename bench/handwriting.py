@@ -1,6 +1,6 @@
 """How MNIST-trained models do on handwriting from other people (Semeion), end to end.
 
-    .venv/bin/python bench/semeion.py [--semeion PATH] [--data-dir MNIST_DIR]
+    .venv/bin/python bench/handwriting.py [--semeion PATH] [--data-dir MNIST_DIR]
 
 Renders each of Semeion's 1,593 digits as a user's picture (dark ink on a larger, unevenly lit
 page, off-centre; see digitnet.external.render_page), then classifies the files:
