@@ -34,8 +34,7 @@ def server(real_mnist, tmp_path_factory):
     folder = tmp_path_factory.mktemp("web") / "run"
     train_run(recipe("fast"), folder, real_mnist)
     run = load_run(folder)
-    app = create_app(run.predictor, run.folder, {"config": run.config.to_dict(),
-                                                 "metrics": run.metrics})
+    app = create_app(run.predictor, run)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -10,6 +10,7 @@ from PIL import Image
 from digitnet.config import TrainConfig
 from digitnet.modelfile import weight_shapes
 from digitnet.predict import Predictor
+from digitnet.runs import Run
 from digitnet.web import app as web_app
 from digitnet.web.app import create_app
 
@@ -146,7 +147,8 @@ def test_plots_come_only_from_the_run_folder(tmp_path):
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "confusion_matrix.png").write_bytes(encode(Image.new("L", (4, 4))))
     (tmp_path / "plots" / "secret.png").write_bytes(b"not for clients")
-    client = TestClient(create_app(Predictor(CFG, weights), tmp_path))
+    predictor = Predictor(CFG, weights)
+    client = TestClient(create_app(predictor, Run(tmp_path, CFG, [], {}, predictor)))
     assert client.get("/api/model").json()["plots"] == ["/api/plots/confusion_matrix.png"]
     assert client.get("/api/plots/confusion_matrix.png").status_code == 200
     assert client.get("/api/plots/secret.png").status_code == 404

@@ -306,9 +306,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     run = load_run(args.run_dir)  # the model is loaded once, here
-    info = {"config": run.config.to_dict(), "metrics": run.metrics,
-            "history": [dataclasses.asdict(r) for r in run.history]}
-    app = create_app(run.predictor, run.folder, info)
+    app = create_app(run.predictor, run)
     print(f"serving {run.folder} on http://{args.host}:{args.port}/ (Ctrl-C stops)",
           file=sys.stderr)
     try:

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .atomic import atomic_write
 from .config import TrainConfig
 from .data import MnistData
 from .errors import DigitnetError, ModelFileError
-from .evaluate import Metrics, evaluate
+from .evaluate import Metrics, compute_metrics
 from .history import EpochRecord, read_history, write_history
 from .modelfile import save_model
 from .predict import MODEL_FILENAME, Predictor
@@ -81,8 +83,8 @@ def train_run(
 
     result = train(cfg, data, on_epoch=record_epoch)
     predictor = Predictor(cfg, result.weights)
-    metrics = evaluate(predictor, data.test_images, data.test_labels)
-    summary = metrics_summary(metrics, history, cfg)
+    test_probs = predictor.probabilities(data.test_images)  # shared by metrics and plots
+    summary = metrics_summary(compute_metrics(test_probs, data.test_labels), history, cfg)
     _write(folder / "metrics.json", json.dumps(summary, indent=1) + "\n")
     try:
         save_model(folder / MODEL_FILENAME, result.weights, cfg,
@@ -90,7 +92,8 @@ def train_run(
     except OSError as exc:
         raise DigitnetError(f"cannot write the model file: {exc.strerror or exc}") from None
     if plots:
-        plot_run(folder, data, predictor=predictor, history=history, metrics=summary)
+        plot_run(folder, data, run=Run(folder, cfg, history, summary, predictor),
+                 test_probs=test_probs)
     return Run(folder, cfg, history, summary, predictor)
 
 
@@ -122,25 +125,27 @@ def load_run(run_dir: str | os.PathLike) -> Run:
 
 
 def plot_run(
-    folder: Path,
+    folder: str | os.PathLike,
     data: MnistData,
     *,
-    predictor: Predictor | None = None,
-    history: list[EpochRecord] | None = None,
-    metrics: dict | None = None,
+    run: Run | None = None,
+    test_probs: np.ndarray | None = None,
 ) -> list[Path]:
-    """(Re)draw the run's plots into `folder`/plots; return the files written."""
+    """(Re)draw the run's plots into `folder`/plots; return the files written. `run` and
+    `test_probs` (the model's (N, 10) probabilities on the test set) are read or computed
+    when not given."""
     from .plots import save_run_plots
 
-    if predictor is None or history is None or metrics is None:
-        run = load_run(folder)
-        predictor, history, metrics = run.predictor, run.history, run.metrics
-    probs = predictor.probabilities(data.test_images)
+    folder = Path(folder)
+    run = run or load_run(folder)
+    if test_probs is None:
+        test_probs = run.predictor.probabilities(data.test_images)
+    metrics = run.metrics
     if "confusion_matrix" not in metrics:
-        metrics = {**metrics, **evaluate(predictor, data.test_images, data.test_labels).to_dict()}
+        metrics = {**metrics, **compute_metrics(test_probs, data.test_labels).to_dict()}
     try:
-        return save_run_plots(folder / "plots", history, metrics, data.train_images,
-                              data.train_labels, data.test_images, data.test_labels, probs)
+        return save_run_plots(folder / "plots", run.history, metrics, data.train_images,
+                              data.train_labels, data.test_images, data.test_labels, test_probs)
     except OSError as exc:
         raise DigitnetError(f"cannot write plots into {folder / 'plots'}: "
                             f"{exc.strerror or exc}") from None

@@ -6,8 +6,8 @@ are the page assets and a fixed list of plot images from the run folder given at
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from ..errors import DigitnetError, ImageError
 from ..predict import Predictor
 from ..preprocess import open_image, prepare_image
+from ..runs import Run
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a phone photo fits; anything larger is refused (413)
 MAX_UPLOAD_PIXELS = 25_000_000  # checked from the header, before decoding
@@ -65,14 +66,15 @@ def _pixels_array(body: PixelsRequest) -> np.ndarray:
     return array.reshape(28, 28)
 
 
-def create_app(predictor: Predictor, run_folder: str | Path | None = None,
-               run_info: dict[str, Any] | None = None) -> FastAPI:
-    """The ASGI app serving `predictor`. `run_folder` (optional) provides the plots and
-    `run_info` (config, metrics, history) the model page."""
+def create_app(predictor: Predictor, run: Run | None = None) -> FastAPI:
+    """The ASGI app serving `predictor`. The run it came from (optional) gives the model page
+    its metrics, history and plots; without one, the model file's own results are shown."""
     app = FastAPI(title="digitnet", version="1",
                   description="Handwritten-digit recognition with a network trained on MNIST.")
-    plots = Path(run_folder) / "plots" if run_folder else None
-    info = run_info or {"config": predictor.config.to_dict(), "metrics": predictor.results}
+    plots = run.folder / "plots" if run else None
+    info = {"config": predictor.config.to_dict(),
+            "metrics": run.metrics if run else predictor.results,
+            "history": [dataclasses.asdict(r) for r in run.history] if run else []}
 
     @app.exception_handler(DigitnetError)
     async def user_input_error(request: Request, exc: DigitnetError) -> JSONResponse:
