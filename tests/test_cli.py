@@ -131,12 +131,14 @@ def test_plot_redraws_the_pngs(trained_run, real_mnist_dir, capsys):
 
 
 @pytest.mark.slow
-def test_default_command_reaches_the_tutorial_accuracy(real_mnist_dir, tmp_path):
+def test_default_command_reaches_the_tutorial_accuracy(real_mnist_dir, tmp_path, capsys):
     """The whole tutorial recipe (10 epochs, batch 32) - the product's headline number."""
     assert main(["train", "--out", str(tmp_path / "run"), "--data-dir", str(real_mnist_dir),
                  "--no-plots"]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.974
+    assert "plots in" not in capsys.readouterr().out  # none were drawn
+    assert not (tmp_path / "run" / "plots").exists()
 
 
 @pytest.mark.slow

@@ -177,7 +177,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     m = run.metrics
     print(f"test accuracy {_percent(m['test_accuracy'])}, test loss {m['test_loss']:.4f} "
           f"({m['count']:,} images)")
-    print(f"saved {run.folder / 'model.safetensors'}; plots in {run.folder / 'plots'}")
+    plots = "" if args.no_plots else f"; plots in {run.folder / 'plots'}"
+    print(f"saved {run.folder / 'model.safetensors'}{plots}")
     return 0
 
 
