@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from digitnet.augment import augment_batch
+from digitnet.augment import BOX_FILL, MAX_BOX_WIDEN, _box_widening, augment_batch
 
 
 def test_augmentation_keeps_shape_range_and_most_ink(tiny_mnist):
@@ -21,6 +21,20 @@ def test_augmentation_is_seeded(tiny_mnist):
     c = augment_batch(jax.random.key(2), images)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_box_widening_stretches_a_share_of_narrow_digits_at_most_to_a_square():
+    narrow = np.zeros((400, 28, 28), np.float32)
+    narrow[:, 4:24, 12:16] = 1.0  # a 1 drawn as a bar: 20 rows tall, 4 columns wide
+    widths = np.asarray(_box_widening(jax.random.key(0), jnp.asarray(narrow)))
+    widened = widths > 1.0
+    assert abs(widened.mean() - BOX_FILL) < 0.08
+    assert widths.min() >= 1.0 and widths.max() <= MAX_BOX_WIDEN  # 20/4 = 5 is capped
+    assert np.ptp(widths[widened]) > 0.5  # partly or all of the way, not one fixed stretch
+
+    square = np.zeros((400, 28, 28), np.float32)
+    square[:, 4:24, 4:24] = 1.0
+    np.testing.assert_array_equal(_box_widening(jax.random.key(0), jnp.asarray(square)), 1.0)
 
 
 def test_augmented_training_still_learns(tiny_mnist):
