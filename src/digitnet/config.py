@@ -45,8 +45,8 @@ class TrainConfig:
     )
     augment: bool = field(
         default=False,
-        metadata=_opt("randomly shift, rotate, scale, squeeze, warp and thicken training digits "
-                      "inside the compiled step (for real-world handwriting)"),
+        metadata=_opt("randomly shift, rotate, scale, squeeze or widen, warp and thicken "
+                      "training digits inside the compiled step (for real-world handwriting)"),
     )
     seed: int = field(default=0, metadata=_opt("seeds initialisation, validation split and shuffling"))
     val_fraction: float = field(
