@@ -29,7 +29,7 @@ MAX_BOX_WIDEN = 2.5  # the most such a digit is widened
 
 
 def _ink_extent(ink_any: jax.Array) -> jax.Array:
-    """Rows (or columns) from the first to the last True one, per image: (batch, 28) -> (batch,)."""
+    """Per image, how many rows (or columns) from the first True one to the last: (batch,)."""
     first = jnp.argmax(ink_any, axis=1)
     last = SIZE - 1 - jnp.argmax(ink_any[:, ::-1], axis=1)
     return jnp.maximum(last - first + 1, 1).astype(jnp.float32)

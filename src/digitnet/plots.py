@@ -61,19 +61,18 @@ def draw_digits(ax, images: np.ndarray, titles: Sequence[str],
     cell_w, cell_h = DIGIT + GAP, DIGIT + header
     # 0 is paper under gray_r; 2 rows more keep the last row's frames inside the axis.
     mosaic = np.zeros((rows * cell_h + 2, cols * cell_w), np.uint8)
-    artists = [ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255)]
+    marks = []
     for i, image in enumerate(images):
         top, left = (i // cols) * cell_h + header, (i % cols) * cell_w + GAP // 2
         mosaic[top: top + DIGIT, left: left + DIGIT] = image
         bad = bool(wrong[i]) if wrong is not None else False
         colour = WRONG if bad else ("black" if wrong is None else RIGHT)
-        artists.append(ax.text(left + DIGIT / 2, top - 1.5, titles[i], ha="center",
-                               va="bottom", fontsize=8, color=colour,
-                               fontweight="bold" if bad else None))
+        marks.append(ax.text(left + DIGIT / 2, top - 1.5, titles[i], ha="center", va="bottom",
+                             fontsize=8, color=colour, fontweight="bold" if bad else None))
         if bad:
-            artists.append(ax.add_patch(Rectangle((left - 1, top - 1), DIGIT + 1, DIGIT + 1,
-                                                  fill=False, edgecolor=WRONG, linewidth=2)))
-    artists[0].set_data(mosaic)
+            marks.append(ax.add_patch(Rectangle((left - 1, top - 1), DIGIT + 1, DIGIT + 1,
+                                                fill=False, edgecolor=WRONG, linewidth=2)))
+    artists = [ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255), *marks]
     ax.set_axis_off()
     return artists
 
