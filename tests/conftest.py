@@ -15,6 +15,14 @@ from PIL import Image, ImageDraw, ImageFont
 from digitnet.data import IdxFile, MnistData, write_idx
 
 
+def pytest_configure(config):
+    # All tests share this process. Start JAX here, so that the first `digitnet train` a test
+    # runs cannot limit every later test to one core (see train.limit_xla_to_one_core).
+    import jax
+
+    jax.devices()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own cache folder; the real data folder is kept when set."""

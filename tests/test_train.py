@@ -1,6 +1,9 @@
 """Sanity checks on the network and the compiled training loop (tiny synthetic data)."""
 
 import math
+import os
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +15,7 @@ from digitnet.config import TrainConfig
 from digitnet.data import MnistData
 from digitnet.model import build_model, export_weights, import_weights
 from digitnet.predict import Predictor
-from digitnet.train import split_for_training, train
+from digitnet.train import epoch_order, limit_xla_to_one_core, split_for_training, train
 
 
 def test_parameter_count_is_the_tutorial_networks():
@@ -109,3 +112,30 @@ def test_onecycle_schedule_and_label_smoothing_train(tiny_mnist):
     history = train(cfg, tiny_mnist).history
     assert history[-1].lr < 3e-3 * 0.05  # the cycle ends near zero
     assert history[-1].val_accuracy > 0.5
+
+
+def test_epoch_order_is_a_seeded_permutation_padded_to_whole_batches():
+    cfg = TrainConfig(batch_size=32, seed=3)
+    first = epoch_order(cfg, 1, 100, steps=4)
+    assert first.dtype == np.int32 and first.shape == (128,)
+    assert sorted(first[:100]) == list(range(100)) and not first[100:].any()
+    np.testing.assert_array_equal(first, epoch_order(cfg, 1, 100, steps=4))
+    assert not np.array_equal(first, epoch_order(cfg, 2, 100, steps=4))
+    assert not np.array_equal(first, epoch_order(cfg.replace(seed=4), 1, 100, steps=4))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_one_core_limit_applies_only_before_jax_starts():
+    jnp.zeros(1).block_until_ready()  # this test process has started JAX already
+    assert limit_xla_to_one_core() is False
+
+    probe = (
+        "import os, jax; from digitnet.train import limit_xla_to_one_core\n"
+        "before = os.sched_getaffinity(0); limited = limit_xla_to_one_core()\n"
+        "assert os.sched_getaffinity(0) == before  # the caller keeps its cores\n"
+        "assert float(jax.numpy.arange(4.0).sum()) == 6.0  # and JAX works\n"
+        "print(limited, len(before))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str(int(out[1]) > 1), out[1]]

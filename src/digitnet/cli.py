@@ -150,9 +150,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .runs import train_run
-    from .train import validation_size
+    from .train import ONE_CORE_MAX_BATCH, limit_xla_to_one_core, validation_size
 
     cfg = _train_config(args)
+    if cfg.batch_size <= ONE_CORE_MAX_BATCH:
+        limit_xla_to_one_core()
     out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     data = _load_data(args)
     n_val = validation_size(cfg, len(data.train_images))

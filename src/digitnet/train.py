@@ -1,12 +1,14 @@
 """Training: one compiled program per epoch (`jax.lax.scan` over the batches).
 
 Images stay uint8 on the device and become float32 in [0, 1] inside the step. Each epoch
-visits every training image exactly once in a seeded order; the last, short batch is padded
-and masked out of the loss, so nothing is dropped and no step is wasted.
+visits every training image exactly once in a seeded order, drawn on the host; the program
+gathers the images into that order once, so each step reads one contiguous batch. The last,
+short batch is padded and masked out of the loss, so nothing is dropped and no step is wasted.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -22,6 +24,12 @@ from .config import IMAGE_PIXELS, NUM_CLASSES, TrainConfig
 from .data import MnistData, default_cache_dir
 from .history import EpochRecord
 from .model import build_model, export_weights
+from .optim import adam
+
+# Up to this batch size a step is a chain of small operations that XLA would split over the
+# cores; the synchronisation and cache traffic cost more than the split saves (measured with
+# bench/speed.py: see the README), so the CLI runs such training on one core.
+ONE_CORE_MAX_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,35 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def limit_xla_to_one_core() -> bool:
+    """Start JAX's CPU backend with one worker thread, pinned to one core.
+
+    Must run before anything else in the process uses JAX: the thread pool is sized, and
+    its threads take the calling thread's CPU affinity, when the backend starts. The
+    calling thread gets all its cores back, so host work can go on beside the training.
+    Returns False, changing nothing, where the backend has started already or the process
+    may use only one core anyway (or the platform cannot set affinity)."""
+    from jax._src import xla_bridge
+
+    if not hasattr(os, "sched_setaffinity") or xla_bridge.backends_are_initialized():
+        return False
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        return False
+    os.sched_setaffinity(0, {max(allowed)})
+    try:
+        jax.devices("cpu")
+    finally:
+        os.sched_setaffinity(0, allowed)
+    return True
+
+
+def epoch_order(cfg: TrainConfig, epoch: int, n_train: int, steps: int) -> np.ndarray:
+    """The seeded visiting order of one epoch, int32 (steps * batch,), padded with index 0."""
+    order = np.random.default_rng((cfg.seed, epoch)).permutation(n_train)
+    return np.pad(order, (0, steps * cfg.batch_size - n_train)).astype(np.int32)
+
+
 def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
     if cfg.lr_schedule == "onecycle":
         return optax.cosine_onecycle_schedule(steps_per_epoch * cfg.epochs, cfg.lr)
@@ -84,18 +121,18 @@ def _to_unit_float(images_uint8: jax.Array) -> jax.Array:
 
 
 def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, steps: int):
-    """A jitted function (state, images, labels, key) -> (state, mean loss, accuracy).
+    """A jitted function (state, images, labels, order, key) -> (state, mean loss, accuracy).
 
     The dataset is an argument, not a closed-over constant: a constant would be baked into
     the compiled program and make compilation several times slower."""
     batch = cfg.batch_size
 
     @jax.jit
-    def run_epoch(state, images, labels, key):
-        def step(state, batch_index):
-            indices, weights, step_key = batch_index
+    def run_epoch(state, images, labels, order, key):
+        def step(state, batch):
+            images_uint8, y, weights, step_key = batch
             model, optimizer = nnx.merge(graphdef, state)
-            x, y = _to_unit_float(images[indices]), labels[indices]
+            x = _to_unit_float(images_uint8)
             if cfg.augment:
                 x = augment_batch(step_key, x.reshape(-1, 28, 28)).reshape(x.shape)
 
@@ -110,13 +147,10 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, steps: int):
             return nnx.state((model, optimizer)), (loss * jnp.sum(weights), correct)
 
         n = images.shape[0]
-        padded = steps * batch - n  # the short last batch is padded with weight-0 images
-        order_key, augment_key = jax.random.split(key)
-        order = jnp.concatenate([jax.random.permutation(order_key, n),
-                                 jnp.zeros(padded, jnp.int32)])
+        # the padding at the end of `order` fills the short last batch with weight-0 images
         weights = (jnp.arange(steps * batch) < n).astype(jnp.float32)
-        xs = (order.reshape(steps, batch), weights.reshape(steps, batch),
-              jax.random.split(augment_key, steps))
+        xs = (images[order].reshape(steps, batch, -1), labels[order].reshape(steps, batch),
+              weights.reshape(steps, batch), jax.random.split(key, steps))
         state, (loss_sums, correct) = jax.lax.scan(step, state, xs)
         return state, jnp.sum(loss_sums) / n, jnp.sum(correct) / n
 
@@ -152,7 +186,7 @@ def train(
     steps = -(-n_train // cfg.batch_size)
     schedule = learning_rate_schedule(cfg, steps)
     model = build_model(cfg)
-    optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, adam(schedule), wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
     run_epoch = make_epoch_fn(cfg, graphdef, steps)
     evaluate_split = make_eval_fn(graphdef)
@@ -163,8 +197,9 @@ def train(
     history = []
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
+        order = epoch_order(cfg, epoch, n_train, steps)
         key = jax.random.fold_in(base_key, epoch)
-        state, train_loss, train_acc = run_epoch(state, train_images, train_labels, key)
+        state, train_loss, train_acc = run_epoch(state, train_images, train_labels, order, key)
         val_loss, val_acc = evaluate_split(state, val_images, val_labels)
         record = EpochRecord(
             epoch=epoch,
