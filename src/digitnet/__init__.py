@@ -18,7 +18,7 @@ _EXPORTS = {
     "MnistData": "data", "load_mnist": "data", "download_mnist": "download",
     "parse_idx": "data", "write_idx": "data",
     "EpochRecord": "history",
-    "train": "train", "TrainResult": "train",
+    "train": "train", "TrainResult": "train", "limit_xla_to_one_core": "train",
     "evaluate": "evaluate", "compute_metrics": "evaluate", "Metrics": "evaluate",
     "Predictor": "predict", "Prediction": "predict",
     "prepare_image": "preprocess", "open_image": "preprocess", "PreparedImage": "preprocess",
@@ -54,4 +54,4 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .predict import Prediction, Predictor  # noqa: F401
     from .preprocess import PreparedImage, open_image, prepare_image  # noqa: F401
     from .runs import Run, load_run, plot_run, train_run  # noqa: F401
-    from .train import TrainResult, train  # noqa: F401
+    from .train import TrainResult, limit_xla_to_one_core, train  # noqa: F401
