@@ -34,6 +34,7 @@ def test_json_round_trip_is_exact():
         ({"label_smoothing": 1.0}, "label_smoothing must be in [0, 1)"),
         ({"validate_on": "train"}, "validate_on must be one of"),
         ({"lr_schedule": "steps"}, "lr_schedule must be one of"),
+        ({"adam_form": "amsgrad"}, "adam_form must be one of keras, paper"),
         ({"model": "resnet"}, "model must be one of"),
         ({"epochs": 2.5}, "epochs has the wrong type"),
         ({"epochs": True}, "epochs has the wrong type"),

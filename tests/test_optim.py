@@ -1,4 +1,4 @@
-"""Adam in Keras' form, checked against the update written out in NumPy."""
+"""Adam in its two forms, checked against Keras' update written out in NumPy and against Optax."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,30 +20,47 @@ def keras_adam_steps(param, grads, lrs, b1=0.9, b2=0.999, eps=1e-7):
     return param
 
 
-@pytest.mark.parametrize("schedule", [1e-3, optax.linear_schedule(1e-2, 1e-3, 4)])
-def test_matches_keras_update(schedule):
-    rng = np.random.default_rng(0)
-    start = rng.normal(size=(5, 3))
-    # Tiny gradients too: there epsilon's place (on sqrt(v), not on the corrected one) shows.
-    grads = [rng.normal(size=(5, 3)) * scale for scale in (1.0, 1e-3, 1e-8, 0.5)]
-    lrs = [schedule(i) if callable(schedule) else schedule for i in range(len(grads))]
-
-    tx = adam(schedule)
+def run(tx, start, grads):
     params = {"w": jnp.asarray(start, jnp.float32)}
     state = tx.init(params)
     for g in grads:
         updates, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
         params = optax.apply_updates(params, updates)
+    return np.asarray(params["w"]), state
 
-    expected = keras_adam_steps(start, grads, [float(lr) for lr in lrs])
-    np.testing.assert_allclose(np.asarray(params["w"]), expected, rtol=1e-5, atol=1e-6)
+
+def gradients(rng):
+    # Tiny gradients too: there the place of epsilon (on sqrt(v) or on the corrected one) shows.
+    return [rng.normal(size=(5, 3)) * scale for scale in (1.0, 1e-3, 1e-8, 0.5)]
+
+
+@pytest.mark.parametrize("schedule", [1e-3, optax.linear_schedule(1e-2, 1e-3, 4)])
+def test_keras_form_matches_keras_update(schedule):
+    rng = np.random.default_rng(0)
+    start, grads = rng.normal(size=(5, 3)), gradients(rng)
+    lrs = [float(schedule(i)) if callable(schedule) else schedule for i in range(len(grads))]
+    params, state = run(adam(schedule, "keras"), start, grads)
+    np.testing.assert_allclose(params, keras_adam_steps(start, grads, lrs), rtol=1e-5, atol=1e-6)
     assert int(state.count) == len(grads)
 
 
-def test_differs_from_optax_adam_only_where_gradients_are_tiny():
-    params = {"w": jnp.zeros(2)}
-    grads = {"w": jnp.asarray([1.0, 1e-9])}  # a normal gradient and one below epsilon
-    ours, _ = adam(1.0).update(grads, adam(1.0).init(params))
-    theirs, _ = optax.adam(1.0, eps=1e-7).update(grads, optax.adam(1.0, eps=1e-7).init(params))
-    assert float(ours["w"][0]) == pytest.approx(float(theirs["w"][0]), rel=1e-5)
-    assert abs(float(ours["w"][1])) < abs(float(theirs["w"][1])) / 5
+def test_paper_form_matches_optax_adam():
+    rng = np.random.default_rng(1)
+    start, grads = rng.normal(size=(5, 3)), gradients(rng)
+    schedule = optax.cosine_onecycle_schedule(4, 1e-2)
+    ours, _ = run(adam(schedule, "paper"), start, grads)
+    theirs, _ = run(optax.adam(schedule), start, grads)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_the_forms_differ_only_where_gradients_are_tiny():
+    start, grads = np.zeros(2), [np.asarray([1.0, 1e-9])]
+    keras, _ = run(adam(1.0, "keras"), start, grads)
+    paper, _ = run(adam(1.0, "paper"), start, grads)
+    assert keras[0] == pytest.approx(paper[0], rel=1e-5)
+    assert abs(keras[1]) < abs(paper[1]) / 5
+
+
+def test_unknown_form_is_refused():
+    with pytest.raises(ValueError, match="keras, paper"):
+        adam(1e-3, "nadam")

@@ -27,8 +27,8 @@ from .model import build_model, export_weights
 from .optim import adam
 
 # Up to this batch size a step is a chain of small operations that XLA would split over the
-# cores; the synchronisation and cache traffic cost more than the split saves (measured with
-# bench/speed.py: see the README), so the CLI runs such training on one core.
+# cores; the synchronisation and cache traffic cost more than the split saves (measured: see
+# the README's Speed section), so the CLI runs such training on one core.
 ONE_CORE_MAX_BATCH = 64
 
 
@@ -82,9 +82,11 @@ def limit_xla_to_one_core() -> bool:
     calling thread gets all its cores back, so host work can go on beside the training.
     Returns False, changing nothing, where the backend has started already or the process
     may use only one core anyway (or the platform cannot set affinity)."""
-    from jax._src import xla_bridge
-
-    if not hasattr(os, "sched_setaffinity") or xla_bridge.backends_are_initialized():
+    try:  # JAX has no public way to ask this; without it, change nothing
+        from jax._src.xla_bridge import backends_are_initialized
+    except ImportError:
+        return False
+    if not hasattr(os, "sched_setaffinity") or backends_are_initialized():
         return False
     allowed = os.sched_getaffinity(0)
     if len(allowed) < 2:
@@ -186,7 +188,7 @@ def train(
     steps = -(-n_train // cfg.batch_size)
     schedule = learning_rate_schedule(cfg, steps)
     model = build_model(cfg)
-    optimizer = nnx.Optimizer(model, adam(schedule), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, adam(schedule, cfg.adam_form), wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
     run_epoch = make_epoch_fn(cfg, graphdef, steps)
     evaluate_split = make_eval_fn(graphdef)
