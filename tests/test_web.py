@@ -141,6 +141,15 @@ def test_oversized_upload_is_refused(client, monkeypatch):
     assert response.status_code == 413 and "over 1,000 bytes" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("kind", ["application/json", "multipart/form-data; boundary=xyz"])
+def test_oversized_chunked_body_is_refused_as_it_arrives(client, monkeypatch, kind):
+    # A chunked request has no Content-Length: the size is counted as the body arrives.
+    monkeypatch.setattr(web_app, "MAX_UPLOAD_BYTES", 1000)
+    chunks = (b"x" * 1024 for _ in range(1000))
+    response = client.post("/api/predict", content=chunks, headers={"content-type": kind})
+    assert response.status_code == 413 and "over 1,000 bytes" in response.json()["detail"]
+
+
 def test_plots_come_only_from_the_run_folder(tmp_path):
     rng = np.random.default_rng(1)
     weights = {n: rng.normal(0, 0.1, s).astype(np.float32) for n, s in weight_shapes(CFG).items()}

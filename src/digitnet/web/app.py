@@ -15,6 +15,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
+from starlette.types import Message
 
 from ..errors import DigitnetError, ImageError
 from ..predict import Predictor
@@ -55,6 +56,22 @@ _PREDICT_BODY = {"requestBody": {"required": True, "content": {
 
 def _page(name: str) -> str:
     return resources.files("digitnet.web").joinpath("static", name).read_text()
+
+
+def _size_limited(request: Request, max_bytes: int) -> Request:
+    """`request` whose body stops with a 413 once more than `max_bytes` have arrived: a chunked
+    upload has no Content-Length to check beforehand."""
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > max_bytes:
+            raise HTTPException(413, f"the request is over {MAX_UPLOAD_BYTES:,} bytes")
+        return message
+
+    return Request(request.scope, receive)
 
 
 def _pixels_array(body: PixelsRequest) -> np.ndarray:
@@ -117,9 +134,11 @@ def create_app(predictor: Predictor, run: Run | None = None) -> FastAPI:
     async def predict(request: Request) -> PredictResponse:
         """Classify a digit: a multipart upload in the field `file` (PNG, JPEG, ...) or a
         JSON body {"pixels": 28x28 or 784 numbers 0..255, "preprocess": true}."""
+        limit = MAX_UPLOAD_BYTES + 64 * 1024  # the image plus the multipart framing
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 64 * 1024:
+        if length and length.isdigit() and int(length) > limit:
             raise HTTPException(413, f"the request is over {MAX_UPLOAD_BYTES:,} bytes")
+        request = _size_limited(request, limit)
         kind = request.headers.get("content-type", "")
         if kind.startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=4)
