@@ -1,0 +1,101 @@
+"""The `digitnet` command line's arguments: one subcommand per job, TrainConfig's fields as flags.
+
+Defaults for the training flags come from the chosen --recipe, so each lives in config.py only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from . import __version__
+from .config import RECIPES, TrainConfig
+
+
+def _hidden_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer widths such as 128,64, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
+    return widths
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults come from the chosen --recipe."""
+    group = parser.add_argument_group("training configuration (defaults: --recipe)")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if str(f.type) == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS,
+                               help=f"{f.metadata['help']} (tutorial: {'on' if default else 'off'})")
+            continue
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type), _hidden_widths)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(
+            flag, dest=f.name, type=kind,
+            choices=f.metadata.get("choices"), default=argparse.SUPPRESS,
+            metavar=None if f.metadata.get("choices") else f.name.upper(),
+            help=f"{f.metadata['help']} (tutorial: {shown})",
+        )
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="folder holding MNIST (default: "
+                        "$DIGITNET_DATA_DIR, else the user cache folder)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="fail instead of downloading MNIST when it is missing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="digitnet", description="Train, inspect and use a handwritten-digit classifier.")
+    parser.add_argument("--version", action="version", version=f"digitnet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("data", help="find, verify (and if needed download) MNIST")
+    _add_data_flags(p)
+
+    p = commands.add_parser("train", help="train a network and save a run folder")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="tutorial",
+                   help="starting configuration; flags below override it")
+    _add_config_flags(p)
+    p.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>)")
+    p.add_argument("--no-plots", action="store_true", help="skip drawing the plots")
+    _add_data_flags(p)
+
+    p = commands.add_parser("evaluate", help="test-set metrics of a trained run")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_data_flags(p)
+
+    p = commands.add_parser("predict", help="classify image files or test images")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder or model file")
+    p.add_argument("images", nargs="*", type=Path, metavar="IMAGE_OR_FOLDER",
+                   help="image files (PNG, JPEG, ...) or folders searched recursively")
+    p.add_argument("--test-index", type=int, nargs="+", default=[], metavar="N",
+                   help="also classify these MNIST test images (0..9999)")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--top", type=int, default=3, metavar="K", help="show the K likeliest digits")
+    p.add_argument("--show", type=Path, metavar="OUT_DIR",
+                   help="write a PNG per image file: the original beside what the network saw")
+    _add_data_flags(p)
+
+    p = commands.add_parser("plot", help="(re)draw a run's plots into RUN_DIR/plots")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_data_flags(p)
+
+    p = commands.add_parser("serve", help="web app: draw a digit, look inside the model")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    return parser
