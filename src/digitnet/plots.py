@@ -47,10 +47,11 @@ def draw_history(ax_accuracy, ax_loss, history: Sequence, test: dict | None = No
 DIGIT = 28
 GAP = 6  # blank pixels between digits
 LINE = 5  # height of one line of a caption, in image pixels at the sizes used here
+GRID_COLUMNS = 8  # digits per row in every grid of digits
 
 
 def draw_digits(ax, images: np.ndarray, titles: Sequence[str],
-                wrong: Sequence[bool] | None = None, cols: int = 8) -> list:
+                wrong: Sequence[bool] | None = None, cols: int = GRID_COLUMNS) -> list:
     """Digits (uint8 28x28) as ink on paper in a grid on one axis, each with its caption
     above it; wrong ones framed and captioned in red.
 
@@ -108,7 +109,9 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _grid(title: str, rows: int, cols: int, cell: float = 1.25):
+def _grid(title: str, n_images: int, cell: float = 1.25):
+    """A figure and one axis sized for draw_digits' grid of `n_images` (`cell` inches each)."""
+    rows, cols = max(1, -(-n_images // GRID_COLUMNS)), GRID_COLUMNS
     fig = Figure(figsize=(cols * cell, rows * cell + 0.6))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1 - 0.6 / (rows * cell + 0.6)))
     fig.suptitle(title, fontsize=12)
@@ -138,7 +141,7 @@ def save_run_plots(
         draw_history(ax_accuracy, ax_loss, history, test)
         written.append(_save(fig, folder / "training_curves.png"))
 
-    fig, ax = _grid("Training digits and their labels", 4, 8)
+    fig, ax = _grid("Training digits and their labels", 32)
     draw_digits(ax, train_images[:32], [f"label {d}" for d in train_labels[:32]])
     written.append(_save(fig, folder / "samples_train.png"))
 
@@ -146,7 +149,7 @@ def save_run_plots(
     n = min(40, len(test_images))
     wrong = predicted[:n] != test_labels[:n]
     fig, ax = _grid(f"Predicted digit for the first {n} test images "
-                      f"({int(wrong.sum())} wrong, in red with the true digit)", 5, 8)
+                    f"({int(wrong.sum())} wrong, in red with the true digit)", n)
     titles = [f"{p}" if p == t else f"{p} (true {t})"
               for p, t in zip(predicted[:n], test_labels[:n])]
     draw_digits(ax, test_images[:n], titles, wrong)
@@ -160,7 +163,7 @@ def save_run_plots(
     confidence = test_probs[mistakes, predicted[mistakes]]
     worst = mistakes[np.argsort(confidence)[::-1][:24]]
     fig, ax = _grid("Most confidently wrong test images: predicted (probability), "
-                      "true digit, test index", 3, 8, cell=1.5)
+                    "true digit, test index", len(worst), cell=1.5)
     titles = [f"{predicted[i]} ({test_probs[i, predicted[i]]:.0%})\ntrue {test_labels[i]}  #{i}"
               for i in worst]
     draw_digits(ax, test_images[worst], titles, [True] * len(worst))
