@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Callable
 
 import jax
@@ -80,13 +81,15 @@ def limit_xla_to_one_core() -> bool:
     Must run before anything else in the process uses JAX: the thread pool is sized, and
     its threads take the calling thread's CPU affinity, when the backend starts. The
     calling thread gets all its cores back, so host work can go on beside the training.
-    Returns False, changing nothing, where the backend has started already or the process
-    may use only one core anyway (or the platform cannot set affinity)."""
+    Returns False, changing nothing, where the backend has started already, the process
+    may use only one core anyway, the platform cannot set affinity, or an accelerator plugin
+    (a GPU) is installed: then the training is not the CPU's."""
     try:  # JAX has no public way to ask this; without it, change nothing
         from jax._src.xla_bridge import backends_are_initialized
     except ImportError:
         return False
-    if not hasattr(os, "sched_setaffinity") or backends_are_initialized():
+    if (not hasattr(os, "sched_setaffinity") or backends_are_initialized()
+            or entry_points(group="jax_plugins")):
         return False
     allowed = os.sched_getaffinity(0)
     if len(allowed) < 2:
