@@ -253,8 +253,8 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "keras": keras, "digitnet": digitnet, "digitnet_first": cold, "startup_first": first,
             "startup_repeat": repeat, "fast": fast, "fast_first": fast_cold,
-            "epoch_flops": flops, "matmul_peak": peak, "matmul_peak_one_core": peak_one_core, "inference_images_per_s": images_per_s,
-            "cold_predict_s": predict_wall}, indent=1))
+            "epoch_flops": flops, "matmul_peak": peak, "matmul_peak_one_core": peak_one_core,
+            "inference_images_per_s": images_per_s, "cold_predict_s": predict_wall}, indent=1))
 
 
 if __name__ == "__main__":

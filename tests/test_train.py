@@ -134,8 +134,13 @@ def test_one_core_limit_applies_only_before_jax_starts():
         "before = os.sched_getaffinity(0); limited = limit_xla_to_one_core()\n"
         "assert os.sched_getaffinity(0) == before  # the caller keeps its cores\n"
         "assert float(jax.numpy.arange(4.0).sum()) == 6.0  # and JAX works\n"
-        "print(limited, len(before))"
+        "pinned = [t for t in os.listdir('/proc/self/task')\n"
+        "          if len(os.sched_getaffinity(int(t))) == 1]  # XLA's worker thread(s)\n"
+        "print(limited, len(before), len(pinned))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == [str(int(out[1]) > 1), out[1]]
+    limited, cores, pinned = out[0] == "True", int(out[1]), int(out[2])
+    assert limited == (cores > 1)
+    if limited:
+        assert pinned >= 1

@@ -59,8 +59,12 @@ def _page(name: str) -> str:
 
 
 def _size_limited(request: Request, max_bytes: int) -> Request:
-    """`request` whose body stops with a 413 once more than `max_bytes` have arrived: a chunked
-    upload has no Content-Length to check beforehand."""
+    """`request`, refused (413) from its Content-Length if that is over `max_bytes`, and else
+    as soon as more than `max_bytes` of its body have arrived (a chunked upload has none)."""
+    too_large = HTTPException(413, f"the request is over {MAX_UPLOAD_BYTES:,} bytes")
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise too_large
     received = 0
 
     async def receive() -> Message:
@@ -68,7 +72,7 @@ def _size_limited(request: Request, max_bytes: int) -> Request:
         message = await request.receive()
         received += len(message.get("body", b""))
         if received > max_bytes:
-            raise HTTPException(413, f"the request is over {MAX_UPLOAD_BYTES:,} bytes")
+            raise too_large
         return message
 
     return Request(request.scope, receive)
@@ -134,11 +138,8 @@ def create_app(predictor: Predictor, run: Run | None = None) -> FastAPI:
     async def predict(request: Request) -> PredictResponse:
         """Classify a digit: a multipart upload in the field `file` (PNG, JPEG, ...) or a
         JSON body {"pixels": 28x28 or 784 numbers 0..255, "preprocess": true}."""
-        limit = MAX_UPLOAD_BYTES + 64 * 1024  # the image plus the multipart framing
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            raise HTTPException(413, f"the request is over {MAX_UPLOAD_BYTES:,} bytes")
-        request = _size_limited(request, limit)
+        # the image plus room for the multipart framing
+        request = _size_limited(request, MAX_UPLOAD_BYTES + 64 * 1024)
         kind = request.headers.get("content-type", "")
         if kind.startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=4)
