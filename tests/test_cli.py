@@ -136,8 +136,8 @@ def test_default_command_reaches_the_tutorial_accuracy(real_mnist_dir, tmp_path,
     assert main(["train", "--out", str(tmp_path / "run"), "--data-dir", str(real_mnist_dir),
                  "--no-plots"]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    # Seeds 0-4 reach 97.04-97.68 % (seed 0: 97.30 %); Keras' own program 97.3-97.5 % here.
-    assert metrics["test_accuracy"] >= 0.970
+    # Seeds 0-4 reach 97.67-97.94 % (seed 0: 97.94 %); Keras' own program 97.3-98.1 % here.
+    assert metrics["test_accuracy"] >= 0.975
     assert "plots in" not in capsys.readouterr().out  # none were drawn
     assert not (tmp_path / "run" / "plots").exists()
 

@@ -74,7 +74,7 @@ def semeion_pages(semeion_path, tmp_path_factory):
 def test_preprocessing_and_augmentation_help_on_other_peoples_digits(semeion_pages,
                                                                       real_mnist):
     """End to end on 1,593 Semeion digits rendered as user pictures (bench/handwriting.py reports
-    the same with several seeds). Seed 0 here measured 13.9%, 74.7% and 86.8%."""
+    the same with several seeds). Seed 0 here measured 13.5%, 79.9% and 85.9%."""
     naive, prepared, labels = semeion_pages
 
     def accuracy(cfg, images):
@@ -86,8 +86,8 @@ def test_preprocessing_and_augmentation_help_on_other_peoples_digits(semeion_pag
     prepared_acc = float((predictor.probabilities(prepared).argmax(1) == labels).mean())
     augmented_acc, _ = accuracy(tutorial.replace(augment=True), prepared)
     assert naive_acc < 0.3
-    assert prepared_acc >= 0.74
-    assert augmented_acc >= 0.845
+    assert prepared_acc >= 0.79
+    assert augmented_acc >= 0.85
 
 
 @pytest.mark.slow

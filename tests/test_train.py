@@ -96,7 +96,7 @@ def test_every_image_is_used_once_per_epoch(tiny_mnist, batch_size):
 
 
 def test_validation_split_is_seeded_and_disjoint(tiny_mnist):
-    cfg = TrainConfig(val_fraction=0.25, seed=9)
+    cfg = TrainConfig(val_fraction=0.25, seed=9, validate_on="split")
     a, b = split_for_training(cfg, tiny_mnist), split_for_training(cfg, tiny_mnist)
     np.testing.assert_array_equal(a.val_images, b.val_images)
     assert len(a.val_images) == 150 and len(a.train_images) == 450
@@ -105,6 +105,16 @@ def test_validation_split_is_seeded_and_disjoint(tiny_mnist):
     assert parts == sorted(r.tobytes() for r in tiny_mnist.train_images.reshape(600, -1))
     on_test = split_for_training(cfg.replace(validate_on="test"), tiny_mnist)
     assert len(on_test.train_images) == 600 and len(on_test.val_images) == 200
+
+
+def test_last_hold_out_is_the_end_of_the_training_set_as_in_keras(tiny_mnist):
+    split = split_for_training(TrainConfig(val_fraction=0.25, seed=9), tiny_mnist)
+    flat = tiny_mnist.train_images.reshape(600, -1)
+    np.testing.assert_array_equal(split.train_images, flat[:450])
+    np.testing.assert_array_equal(split.val_images, flat[450:])
+    np.testing.assert_array_equal(split.val_labels, tiny_mnist.train_labels[450:])
+    other_seed = split_for_training(TrainConfig(val_fraction=0.25, seed=1), tiny_mnist)
+    np.testing.assert_array_equal(other_seed.val_images, split.val_images)
 
 
 def test_onecycle_schedule_and_label_smoothing_train(tiny_mnist):

@@ -52,14 +52,17 @@ class Split:
 
 
 def split_for_training(cfg: TrainConfig, data: MnistData) -> Split:
-    """Carve the validation set: a seeded hold-out of the training set, or the test set."""
+    """Carve the validation set: the end of the training set (as Keras' validation_split does),
+    a seeded random hold-out of it, or the test set."""
     images = data.train_images.reshape(len(data.train_images), IMAGE_PIXELS)
     labels = data.train_labels.astype(np.int32)
     if cfg.validate_on == "test":
         return Split(images, labels, data.test_images.reshape(-1, IMAGE_PIXELS),
                      data.test_labels.astype(np.int32))
-    order = np.random.default_rng(cfg.seed).permutation(len(images))
     n_val = validation_size(cfg, len(images))
+    if cfg.validate_on == "last":
+        return Split(images[:-n_val], labels[:-n_val], images[-n_val:], labels[-n_val:])
+    order = np.random.default_rng(cfg.seed).permutation(len(images))
     val, keep = order[:n_val], np.sort(order[n_val:])
     return Split(images[keep], labels[keep], images[val], labels[val])
 
