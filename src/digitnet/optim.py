@@ -25,7 +25,7 @@ import optax
 
 from .config import ADAM_FORMS
 
-DEFAULT_EPSILON = {"keras": 1e-7, "paper": 1e-8}
+EPSILON = {"keras": 1e-7, "paper": 1e-8}
 
 
 class AdamState(NamedTuple):
@@ -39,12 +39,11 @@ def adam(
     form: str = "keras",
     b1: float = 0.9,
     b2: float = 0.999,
-    eps: float | None = None,
 ) -> optax.GradientTransformation:
     """Adam in `form` ("keras" or "paper"); `learning_rate` may be an Optax schedule."""
     if form not in ADAM_FORMS:
         raise ValueError(f"Adam form must be one of {', '.join(ADAM_FORMS)}, not {form!r}")
-    eps = DEFAULT_EPSILON[form] if eps is None else eps
+    eps = EPSILON[form]
 
     def init(params: optax.Params) -> AdamState:
         zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
