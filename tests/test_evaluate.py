@@ -1,8 +1,9 @@
 import math
 
 import numpy as np
+import pytest
 
-from digitnet.evaluate import compute_metrics
+from digitnet.evaluate import compute_metrics, loss_and_accuracy
 
 
 def test_metrics_against_a_hand_worked_example():
@@ -25,3 +26,19 @@ def test_metrics_against_a_hand_worked_example():
     as_json = m.to_dict()
     assert as_json["confusion_matrix"] == m.confusion
     assert {"accuracy", "loss", "per_class", "most_confused"} <= set(as_json)
+
+
+def test_loss_and_accuracy_match_optax_even_for_extreme_logits():
+    import jax.numpy as jnp
+    import optax
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 5, (50, 10)).astype(np.float32)
+    logits[0] = [200.0] + [-200.0] * 9  # confidently wrong: softmax underflows to 0
+    labels = rng.integers(0, 10, 50)
+    labels[0] = 3
+    loss, accuracy = loss_and_accuracy(logits, labels)
+    expected = optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits),
+                                                               jnp.asarray(labels)).mean()
+    assert math.isfinite(loss) and loss == pytest.approx(float(expected), rel=1e-5)
+    assert accuracy == np.mean(logits.argmax(1) == labels)

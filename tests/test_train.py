@@ -15,7 +15,10 @@ from digitnet.config import TrainConfig
 from digitnet.data import MnistData
 from digitnet.model import build_model, export_weights, import_weights
 from digitnet.predict import Predictor
-from digitnet.train import epoch_order, limit_xla_to_one_core, split_for_training, train
+import digitnet.train
+from digitnet.evaluate import loss_and_accuracy
+from digitnet.train import (epoch_order, inked_pixels, limit_xla_to_one_core,
+                            split_for_training, train)
 
 
 def test_parameter_count_is_the_tutorial_networks():
@@ -122,6 +125,46 @@ def test_onecycle_schedule_and_label_smoothing_train(tiny_mnist):
     history = train(cfg, tiny_mnist).history
     assert history[-1].lr < 3e-3 * 0.05  # the cycle ends near zero
     assert history[-1].val_accuracy > 0.5
+
+
+def test_inked_pixels_keeps_every_inked_pixel_and_tops_up_with_blank_ones():
+    images = np.zeros((3, 784), np.uint8)
+    images[0, [5, 100]] = 1
+    images[2, [100, 783]] = 255
+    pixels = inked_pixels(images)
+    assert len(pixels) == 16 and list(pixels) == sorted(set(pixels))
+    assert {5, 100, 783} <= set(pixels)
+    assert len(inked_pixels(np.ones((2, 784), np.uint8))) == 784
+
+
+def test_leaving_out_blank_pixels_trains_the_same_network(tiny_mnist, monkeypatch):
+    cfg = TrainConfig(epochs=2, lr=3e-3, seed=2)
+    blank = np.flatnonzero(split_for_training(cfg, tiny_mnist).train_images.max(axis=0) == 0)
+    assert len(blank) > 100  # the drawn digits leave a blank border, as MNIST's do
+    trimmed = train(cfg, tiny_mnist)
+    monkeypatch.setattr(digitnet.train, "inked_pixels", lambda images: np.arange(784))
+    every_pixel = train(cfg, tiny_mnist)
+    for name, array in every_pixel.weights.items():
+        np.testing.assert_allclose(trimmed.weights[name], array, rtol=1e-4, atol=1e-6)
+    initial = export_weights(build_model(cfg))["dense_0.kernel"]
+    untrained = np.setdiff1d(blank, inked_pixels(split_for_training(cfg, tiny_mnist).train_images))
+    np.testing.assert_array_equal(trimmed.weights["dense_0.kernel"][untrained], initial[untrained])
+    assert [r.val_loss for r in trimmed.history] == pytest.approx(
+        [r.val_loss for r in every_pixel.history], rel=1e-4)
+
+
+def test_each_epochs_validation_uses_that_epochs_weights(tiny_mnist):
+    # Epoch 1 of a 2-epoch run is validated while epoch 2 trains; alone, it is validated at
+    # the end. Both must report the same numbers: those of the weights after epoch 1.
+    cfg = TrainConfig(epochs=2, lr=3e-3, seed=1)
+    overlapped = train(cfg, tiny_mnist).history[0]
+    alone = train(cfg.replace(epochs=1), tiny_mnist)
+    assert (overlapped.val_loss, overlapped.val_accuracy) == (
+        alone.history[0].val_loss, alone.history[0].val_accuracy)
+    split = split_for_training(cfg, tiny_mnist)
+    logits = Predictor(cfg, alone.weights).logits(split.val_images)
+    assert alone.history[0].val_loss == pytest.approx(
+        loss_and_accuracy(logits, split.val_labels)[0], rel=1e-6)
 
 
 def test_epoch_order_is_a_seeded_permutation_padded_to_whole_batches():

@@ -69,6 +69,16 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, top_pairs: int = 5) -
     )
 
 
+def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy (nats) and fraction correct of float (N, 10) logits against int
+    (N,) labels; the log-softmax is taken from the logits, so no probability underflows."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    labels = np.asarray(labels, dtype=np.int64)
+    loss = -np.mean(log_probs[np.arange(len(labels)), labels])
+    return float(loss), float(np.mean(logits.argmax(axis=1) == labels))
+
+
 def evaluate(predictor, images: np.ndarray, labels: np.ndarray) -> Metrics:
     """Metrics of `predictor` (a predict.Predictor) on uint8 images (N, 28, 28) and labels."""
     return compute_metrics(predictor.probabilities(images), labels)
