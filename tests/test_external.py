@@ -86,7 +86,7 @@ def test_preprocessing_and_augmentation_help_on_other_peoples_digits(semeion_pag
     prepared_acc = float((predictor.probabilities(prepared).argmax(1) == labels).mean())
     augmented_acc, _ = accuracy(tutorial.replace(augment=True), prepared)
     assert naive_acc < 0.3
-    assert prepared_acc >= 0.79
+    assert prepared_acc >= 0.74
     assert augmented_acc >= 0.85
 
 

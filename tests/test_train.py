@@ -169,12 +169,12 @@ def test_each_epochs_validation_uses_that_epochs_weights(tiny_mnist):
 
 def test_epoch_order_is_a_seeded_permutation_padded_to_whole_batches():
     cfg = TrainConfig(batch_size=32, seed=3)
-    first = epoch_order(cfg, 1, 100, steps=4)
+    first = epoch_order(cfg, 1, 100)
     assert first.dtype == np.int32 and first.shape == (128,)
     assert sorted(first[:100]) == list(range(100)) and not first[100:].any()
-    np.testing.assert_array_equal(first, epoch_order(cfg, 1, 100, steps=4))
-    assert not np.array_equal(first, epoch_order(cfg, 2, 100, steps=4))
-    assert not np.array_equal(first, epoch_order(cfg.replace(seed=4), 1, 100, steps=4))
+    np.testing.assert_array_equal(first, epoch_order(cfg, 1, 100))
+    assert not np.array_equal(first, epoch_order(cfg, 2, 100))
+    assert not np.array_equal(first, epoch_order(cfg.replace(seed=4), 1, 100))
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")

@@ -113,10 +113,31 @@ def limit_xla_to_one_core() -> bool:
     return True
 
 
-def epoch_order(cfg: TrainConfig, epoch: int, n_train: int, steps: int) -> np.ndarray:
-    """The seeded visiting order of one epoch, int32 (steps * batch,), padded with index 0."""
+def epoch_order(cfg: TrainConfig, epoch: int, n_train: int) -> np.ndarray:
+    """The seeded visiting order of one epoch, int32, padded with index 0 to whole batches."""
     order = np.random.default_rng((cfg.seed, epoch)).permutation(n_train)
-    return np.pad(order, (0, steps * cfg.batch_size - n_train)).astype(np.int32)
+    return np.pad(order, (0, -n_train % cfg.batch_size)).astype(np.int32)
+
+
+def epoch_batches(cfg: TrainConfig, epoch: int, images: np.ndarray,
+                  labels: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """One epoch's images (uint8, (steps * batch, pixels)) and labels in its visiting order.
+
+    Gathered by NumPy, on the host's thread, into memory that JAX's CPU backend takes over
+    without a copy, so that the gather can run beside the previous epoch's training."""
+    order = epoch_order(cfg, epoch, len(images))
+    ordered = _aligned_empty((len(order), images.shape[1]), images.dtype)
+    np.take(images, order, axis=0, out=ordered)
+    return jax.device_put(ordered), jax.device_put(labels[order])
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype, alignment: int = 64) -> np.ndarray:
+    """An uninitialised array starting on an `alignment`-byte boundary (XLA's CPU buffers
+    must be 64-byte aligned; NumPy's own allocations are 16-byte aligned)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def inked_pixels(images: np.ndarray, multiple: int = 16) -> np.ndarray:
@@ -151,17 +172,19 @@ def _to_unit_float(images_uint8: jax.Array) -> jax.Array:
     return images_uint8.astype(jnp.float32) * (1.0 / 255.0)
 
 
-def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, steps: int,
+def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
                   schedule: optax.Schedule):
-    """A jitted function (state, images, labels, order, epoch) -> (state, mean loss, accuracy,
-    learning rate at the epoch's last step).
+    """A jitted function (state, images, labels, epoch) -> (state, mean loss, accuracy,
+    learning rate at the epoch's last step), taking one epoch's images and labels in their
+    visiting order (see epoch_batches).
 
     The dataset is an argument, not a closed-over constant: a constant would be baked into
     the compiled program and make compilation several times slower."""
     batch = cfg.batch_size
+    steps = -(-n_train // batch)
 
     @jax.jit
-    def run_epoch(state, images, labels, order, epoch):
+    def run_epoch(state, images, labels, epoch):
         def step(state, batch):
             images_uint8, y, weights, step_key = batch
             model, optimizer = nnx.merge(graphdef, state)
@@ -179,26 +202,29 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, steps: int,
             correct = jnp.sum((jnp.argmax(logits, -1) == y) * weights)
             return nnx.state((model, optimizer)), (loss * jnp.sum(weights), correct)
 
-        n = images.shape[0]
-        # the padding at the end of `order` fills the short last batch with weight-0 images
-        weights = (jnp.arange(steps * batch) < n).astype(jnp.float32)
-        xs = (images[order].reshape(steps, batch, -1), labels[order].reshape(steps, batch),
+        # the padding at the end fills the short last batch with weight-0 images
+        weights = (jnp.arange(steps * batch) < n_train).astype(jnp.float32)
+        xs = (images.reshape(steps, batch, -1), labels.reshape(steps, batch),
               weights.reshape(steps, batch),
               jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), epoch), steps))
         state, (loss_sums, correct) = jax.lax.scan(step, state, xs)
-        return state, jnp.sum(loss_sums) / n, jnp.sum(correct) / n, schedule(epoch * steps - 1)
+        return (state, jnp.sum(loss_sums) / n_train, jnp.sum(correct) / n_train,
+                schedule(epoch * steps - 1))
 
     return run_epoch
 
 
-def _epochs_in_flight(cfg: TrainConfig, run_epoch, state, images: jax.Array,
-                      labels: jax.Array, steps: int):
+def _epochs_in_flight(cfg: TrainConfig, run_epoch, state, images: np.ndarray,
+                      labels: np.ndarray):
     """Run the epochs; yield (epoch, state, [train loss, train accuracy, lr]) for each one
-    once the next one has started, so what the caller does with it overlaps that training."""
+    once the next one has started, so that what the caller does with it, and the gathering
+    of the epoch after, overlap that training."""
+    batches = epoch_batches(cfg, 1, images, labels)
     finished = None
     for epoch in range(1, cfg.epochs + 1):
-        order = epoch_order(cfg, epoch, len(images), steps)
-        state, *metrics = run_epoch(state, images, labels, order, epoch)  # returns at once
+        state, *metrics = run_epoch(state, *batches, epoch)  # returns at once
+        if epoch < cfg.epochs:
+            batches = epoch_batches(cfg, epoch + 1, images, labels)
         if finished is not None:
             yield finished
         finished = (epoch, state, [float(m) for m in metrics])  # waits for this epoch
@@ -235,9 +261,9 @@ def train(
         kernel[pixels] = weights["dense_0.kernel"]
         return {**weights, "dense_0.kernel": kernel}
 
-    epochs = _epochs_in_flight(cfg, make_epoch_fn(cfg, graphdef, steps, schedule), state,
-                               jnp.asarray(np.take(split.train_images, pixels, axis=1)),
-                               jnp.asarray(split.train_labels), steps)
+    run_epoch = make_epoch_fn(cfg, graphdef, len(split.train_images), schedule)
+    epochs = _epochs_in_flight(cfg, run_epoch, state,
+                               np.take(split.train_images, pixels, axis=1), split.train_labels)
     history = []
     clock = time.perf_counter()
     # Validation is a NumPy forward pass on the host, on one BLAS thread, beside the next
