@@ -16,7 +16,8 @@ from .errors import ModelFileError
 @dataclass(frozen=True)
 class EpochRecord:
     """What one epoch did. Accuracies are fractions in [0, 1]; losses are mean cross-entropy
-    in nats; lr is the learning rate at the epoch's last step; seconds is wall time."""
+    in nats; lr is the learning rate at the epoch's last step; seconds is the wall time since
+    the previous epoch's record (the first's since training started), so they add up."""
 
     epoch: int
     train_loss: float

@@ -267,21 +267,17 @@ def train(
     history = []
     clock = time.perf_counter()
     # Validation is a NumPy forward pass on the host, on one BLAS thread, beside the next
-    # epoch's training on XLA's threads. An epoch's seconds run from the previous record to
-    # its own, so they add up to the whole time.
+    # epoch's training on XLA's threads.
     with threadpool_limits(1, user_api="blas"):
         for epoch, state, (train_loss, train_acc, lr) in epochs:
             weights = full_weights(state)
             logits = Predictor(cfg, weights).logits(split.val_images)
             val_loss, val_acc = loss_and_accuracy(logits, split.val_labels)
-            now = time.perf_counter()
-            record = EpochRecord(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc,
-                                 val_loss=val_loss, val_accuracy=val_acc, lr=lr,
-                                 seconds=now - clock)
-            clock = now
-            history.append(record)
+            previous, clock = clock, time.perf_counter()
+            history.append(EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr,
+                                       seconds=clock - previous))
             if on_epoch is not None:
-                on_epoch(record)
+                on_epoch(history[-1])
     model.layers[0].kernel.set_value(jnp.asarray(initial_kernel))  # every pixel's row again
     import_weights(model, weights)
     return TrainResult(model=model, weights=weights, history=history, config=cfg)
