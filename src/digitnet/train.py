@@ -1,13 +1,12 @@
 """Training: one compiled program per epoch (`jax.lax.scan` over the batches).
 
 Images stay uint8 on the device and become float32 in [0, 1] inside the step. Each epoch
-visits every training image exactly once in a seeded order, drawn on the host; the program
-gathers the images into that order once, so each step reads one contiguous batch. The last,
+visits every training image exactly once in a seeded order; the host gathers the images into
+that order while the previous epoch trains, so each step reads one contiguous batch. The last,
 short batch is padded and masked out of the loss, so nothing is dropped and no step is wasted.
-
-Pixels that are blank in every training image are left out of the compiled step (their
-weights could not move; see `inked_pixels`), and the validation pass runs in NumPy on the
-host while the next epoch trains.
+Pixels that are blank in every training image are left out of the step (their weights could
+not move; see `inked_pixels`), and each epoch is validated in NumPy on the host while the next
+one trains.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-
 from threadpoolctl import threadpool_limits
 
 from .augment import augment_batch
