@@ -11,12 +11,12 @@ import optax
 import pytest
 from flax import nnx
 
+import digitnet.train
 from digitnet.config import TrainConfig
 from digitnet.data import MnistData
+from digitnet.evaluate import loss_and_accuracy
 from digitnet.model import build_model, export_weights, import_weights
 from digitnet.predict import Predictor
-import digitnet.train
-from digitnet.evaluate import loss_and_accuracy
 from digitnet.train import (epoch_order, inked_pixels, limit_xla_to_one_core,
                             split_for_training, train)
 
@@ -139,7 +139,8 @@ def test_inked_pixels_keeps_every_inked_pixel_and_tops_up_with_blank_ones():
 
 def test_leaving_out_blank_pixels_trains_the_same_network(tiny_mnist, monkeypatch):
     cfg = TrainConfig(epochs=2, lr=3e-3, seed=2)
-    blank = np.flatnonzero(split_for_training(cfg, tiny_mnist).train_images.max(axis=0) == 0)
+    train_images = split_for_training(cfg, tiny_mnist).train_images
+    blank = np.flatnonzero(train_images.max(axis=0) == 0)
     assert len(blank) > 100  # the drawn digits leave a blank border, as MNIST's do
     trimmed = train(cfg, tiny_mnist)
     monkeypatch.setattr(digitnet.train, "inked_pixels", lambda images: np.arange(784))
@@ -147,7 +148,7 @@ def test_leaving_out_blank_pixels_trains_the_same_network(tiny_mnist, monkeypatc
     for name, array in every_pixel.weights.items():
         np.testing.assert_allclose(trimmed.weights[name], array, rtol=1e-4, atol=1e-6)
     initial = export_weights(build_model(cfg))["dense_0.kernel"]
-    untrained = np.setdiff1d(blank, inked_pixels(split_for_training(cfg, tiny_mnist).train_images))
+    untrained = np.setdiff1d(blank, inked_pixels(train_images))
     np.testing.assert_array_equal(trimmed.weights["dense_0.kernel"][untrained], initial[untrained])
     assert [r.val_loss for r in trimmed.history] == pytest.approx(
         [r.val_loss for r in every_pixel.history], rel=1e-4)
