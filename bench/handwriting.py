@@ -42,7 +42,7 @@ def main() -> None:
     from digitnet.evaluate import compute_metrics
     from digitnet.external import load_semeion, prepare_pages, write_pages
     from digitnet.predict import Predictor
-    from digitnet.train import train
+    from digitnet.training import train
 
     digits, labels = load_semeion(args.semeion)
     mnist = load_mnist(args.data_dir)

@@ -116,7 +116,7 @@ def matmul_rate() -> float:
 def matmul_rate_one_core() -> float:
     """The same rate with XLA limited to one core, as `digitnet train` runs batch-32 training."""
     probe = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
-             "from digitnet.train import limit_xla_to_one_core; limit_xla_to_one_core(); "
+             "from digitnet.training import limit_xla_to_one_core; limit_xla_to_one_core(); "
              "import speed; print(speed.matmul_rate())")
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
     return float(out.stdout.split()[-1])
@@ -169,7 +169,8 @@ def main() -> None:
 
     from digitnet.config import TrainConfig, recipe
     from digitnet.data import load_mnist
-    from digitnet.train import validation_size
+    from digitnet.training import validation_size
+    from digitnet.models import family
 
     load_mnist(args.data_dir, download=False)  # fail early, before minutes of benchmarking
     python = None if args.skip_keras else keras_python(args.keras_venv)
@@ -206,7 +207,8 @@ def main() -> None:
 
     cfg = TrainConfig(epochs=args.epochs)
     n_train = 60000 - validation_size(cfg, 60000)
-    flops = epoch_flops(cfg.layer_sizes, n_train, -(-n_train // cfg.batch_size))
+    sizes = family(cfg).sizes(cfg)
+    flops = epoch_flops(sizes, n_train, -(-n_train // cfg.batch_size))
     peak, peak_one_core = matmul_rate(), matmul_rate_one_core()
     shutil.rmtree(work, ignore_errors=True)
 
@@ -216,7 +218,7 @@ def main() -> None:
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; {args.repeats} alternating runs each (digitnet "
           f"with seeds 0-{args.repeats - 1}), medians")
-    print(f"recipe: {'-'.join(map(str, cfg.layer_sizes))}, Adam 1e-3, batch 32, "
+    print(f"recipe: {family(cfg).describe(cfg)}, Adam 1e-3, batch 32, "
           f"{args.epochs} epochs, 10% validation hold-out\n")
     rows = [("steady epoch (s)", "steady", True), ("whole run, wall (s)", "wall", True),
             ("peak RSS (MiB)", "rss", True), ("test accuracy (%)", "accuracy", False)]

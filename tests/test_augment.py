@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from digitnet.augment import BOX_FILL, MAX_BOX_WIDEN, _box_widening, augment_batch
+from digitnet.training.augment import BOX_FILL, MAX_BOX_WIDEN, _box_widening, augment_batch
 
 
 def test_augmentation_keeps_shape_range_and_most_ink(tiny_mnist):
@@ -39,7 +39,7 @@ def test_box_widening_stretches_a_share_of_narrow_digits_at_most_to_a_square():
 
 def test_augmented_training_still_learns(tiny_mnist):
     from digitnet.config import TrainConfig
-    from digitnet.train import train
+    from digitnet.training import train
 
     history = train(TrainConfig(epochs=12, lr=3e-3, augment=True), tiny_mnist).history
     assert history[-1].train_loss < history[0].train_loss

@@ -21,6 +21,12 @@ from conftest import draw_digit
         (["train", "--lr", "fast"], "invalid float value"),
         (["train", "--validate-on", "train"], "invalid choice"),
         (["train", "--recipe", "turbo"], "invalid choice"),
+        (["train", "--model", "rnn"], "invalid choice"),
+        (["train", "--model", "cnn", "--hidden", "128,64"],
+         "--hidden does not apply to --model cnn (its own flags: --conv, --convs-per-block, "
+         "--dense)"),
+        (["train", "--conv", "32"], "--conv does not apply to --model mlp"),
+        (["train", "--model", "cnn", "--conv", "8,8,8,8,8"], "at most 4 conv blocks"),
         (["predict", "run"], "give image files or folders, or --test-index"),
         (["nonsense"], "invalid choice"),
     ],
@@ -40,6 +46,18 @@ def test_missing_data_exits_1_with_the_fix(tmp_path, capsys):
 def test_missing_run_exits_1(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope"), "--no-download"]) == 1
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_model_file_of_an_unknown_family_exits_1(tmp_path, capsys):
+    from safetensors.numpy import save
+
+    metadata = {"format": "digitnet-model", "format_version": "2", "family": "transformer",
+                "config": "{}", "results": "{}"}
+    (tmp_path / "m.safetensors").write_bytes(save({"w": np.zeros(1, np.float32)}, metadata))
+    assert main(["predict", str(tmp_path / "m.safetensors"), "--test-index", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "'transformer' network, a family this digitnet does not know" in err
+    assert "\n" not in err and "Traceback" not in err
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -10,7 +10,7 @@ from digitnet.errors import ConfigError
 def test_default_is_the_tutorial_recipe():
     cfg = TrainConfig()
     assert cfg == recipe("tutorial")
-    assert cfg.layer_sizes == (784, 128, 64, 10)
+    assert (cfg.model, cfg.hidden) == ("mlp", (128, 64))
     assert (cfg.lr, cfg.batch_size, cfg.lr_schedule) == (1e-3, 32, "constant")
 
 

@@ -8,7 +8,7 @@ from digitnet.config import recipe
 from digitnet.errors import DataError
 from digitnet.external import load_semeion, prepare_pages, render_page, write_pages
 from digitnet.predict import Predictor
-from digitnet.train import train
+from digitnet.training import train
 
 
 def semeion_line(digit_pixels: np.ndarray, label: int) -> str:

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from digitnet.optim import adam
+from digitnet.training.optim import adam
 
 
 def keras_adam_steps(param, grads, lrs, b1=0.9, b2=0.999, eps=1e-7):

@@ -11,14 +11,15 @@ import optax
 import pytest
 from flax import nnx
 
-import digitnet.train
+import digitnet.training.networks
 from digitnet.config import TrainConfig
 from digitnet.data import MnistData
 from digitnet.evaluate import loss_and_accuracy
-from digitnet.model import build_model, export_weights, import_weights
 from digitnet.predict import Predictor
-from digitnet.train import (epoch_order, inked_pixels, limit_xla_to_one_core,
-                            split_for_training, train)
+from digitnet.training import limit_xla_to_one_core, split_for_training, train
+from digitnet.training.batches import epoch_order
+from digitnet.training.networks import (build_model, export_weights, import_weights,
+                                        inked_pixels)
 
 
 def test_parameter_count_is_the_tutorial_networks():
@@ -143,7 +144,7 @@ def test_leaving_out_blank_pixels_trains_the_same_network(tiny_mnist, monkeypatc
     blank = np.flatnonzero(train_images.max(axis=0) == 0)
     assert len(blank) > 100  # the drawn digits leave a blank border, as MNIST's do
     trimmed = train(cfg, tiny_mnist)
-    monkeypatch.setattr(digitnet.train, "inked_pixels", lambda images: np.arange(784))
+    monkeypatch.setattr(digitnet.training.networks, "inked_pixels", lambda images: np.arange(784))
     every_pixel = train(cfg, tiny_mnist)
     for name, array in every_pixel.weights.items():
         np.testing.assert_allclose(trimmed.weights[name], array, rtol=1e-4, atol=1e-6)
@@ -184,7 +185,7 @@ def test_one_core_limit_applies_only_before_jax_starts():
     assert limit_xla_to_one_core() is False
 
     probe = (
-        "import os, jax; from digitnet.train import limit_xla_to_one_core\n"
+        "import os, jax; from digitnet.training import limit_xla_to_one_core\n"
         "before = os.sched_getaffinity(0); limited = limit_xla_to_one_core()\n"
         "assert os.sched_getaffinity(0) == before  # the caller keeps its cores\n"
         "assert float(jax.numpy.arange(4.0).sum()) == 6.0  # and JAX works\n"

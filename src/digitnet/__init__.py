@@ -18,7 +18,8 @@ _EXPORTS = {
     "MnistData": "data", "load_mnist": "data", "download_mnist": "download",
     "parse_idx": "data", "write_idx": "data",
     "EpochRecord": "history",
-    "train": "train", "TrainResult": "train", "limit_xla_to_one_core": "train",
+    "train": "training", "TrainResult": "training", "limit_xla_to_one_core": "training",
+    "enable_compilation_cache": "training",
     "evaluate": "evaluate", "compute_metrics": "evaluate", "Metrics": "evaluate",
     "Predictor": "predict", "Prediction": "predict",
     "prepare_image": "preprocess", "open_image": "preprocess", "PreparedImage": "preprocess",
@@ -54,4 +55,5 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .predict import Prediction, Predictor  # noqa: F401
     from .preprocess import PreparedImage, open_image, prepare_image  # noqa: F401
     from .runs import Run, load_run, plot_run, train_run  # noqa: F401
-    from .train import TrainResult, limit_xla_to_one_core, train  # noqa: F401
+    from .training import (TrainResult, enable_compilation_cache,  # noqa: F401
+                           limit_xla_to_one_core, train)

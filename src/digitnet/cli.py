@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from .cli_args import build_parser
 from .config import TrainConfig, recipe
 from .errors import ConfigError, DigitnetError
+from .models import family, family_fields
 
 
 class UsageError(DigitnetError):
@@ -49,11 +50,22 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in fields}
     try:
-        return recipe(args.recipe).replace(**overrides)
+        start = recipe(args.recipe)
+        own = family(overrides.get("model", start.model)).fields
+        foreign = sorted((set(overrides) & family_fields()) - set(own))
+        if foreign:  # refused even where the value given is the default
+            raise ConfigError(f"{', '.join(map(_flag, foreign))} does not apply to --model "
+                              f"{overrides.get('model', start.model)} (its own flags: "
+                              f"{', '.join(map(_flag, own))})")
+        return start.replace(**overrides)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 
@@ -62,17 +74,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .runs import train_run
-    from .train import ONE_CORE_MAX_BATCH, limit_xla_to_one_core, validation_size
+    from .training import limit_xla_to_one_core, runs_best_on_one_core, validation_size
 
     cfg = _train_config(args)
-    if cfg.batch_size <= ONE_CORE_MAX_BATCH:
+    if runs_best_on_one_core(cfg):
         limit_xla_to_one_core()
     out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     data = _load_data(args)
     n_val = validation_size(cfg, len(data.train_images))
     validation = (f"{n_val:,} held out for validation" if n_val
                   else "validating on the test set")
-    print(f"training {'-'.join(map(str, cfg.layer_sizes))} on "
+    network = family(cfg).describe(cfg)
+    print(f"training {cfg.model} {network} on "
           f"{len(data.train_images) - n_val:,} images ({validation}), {cfg.epochs} epochs of "
           f"batch {cfg.batch_size}; run folder {out}", file=sys.stderr)
     bar = tqdm(total=cfg.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True)

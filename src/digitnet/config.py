@@ -17,7 +17,7 @@ from .errors import ConfigError
 IMAGE_PIXELS = 28 * 28  # the network sees a flattened 28x28 image
 NUM_CLASSES = 10
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "cnn")  # network families: see digitnet.models
 VALIDATE_ON = ("last", "split", "test")
 LR_SCHEDULES = ("constant", "onecycle")
 ADAM_FORMS = ("keras", "paper")  # where Adam's epsilon goes: see optim.py
@@ -31,9 +31,24 @@ def _opt(help: str, **extra: Any) -> Any:
 class TrainConfig:
     """Everything that decides what `train` does. The default is the reference tutorial."""
 
-    model: str = field(default="mlp", metadata=_opt("network family", choices=MODELS))
+    model: str = field(
+        default="mlp",
+        metadata=_opt("network family: 'mlp' (fully connected) or 'cnn' (convolutional)",
+                      choices=MODELS),
+    )
     hidden: tuple[int, ...] = field(
-        default=(128, 64), metadata=_opt("hidden layer widths, comma separated (e.g. 128,64)")
+        default=(128, 64),
+        metadata=_opt("mlp: hidden layer widths, comma separated (e.g. 128,64)"),
+    )
+    conv: tuple[int, ...] = field(
+        default=(32, 64),
+        metadata=_opt("cnn: channels of each block of 3x3 convolutions, each block ending in "
+                      "2x2 max-pooling, comma separated"),
+    )
+    convs_per_block: int = field(default=1, metadata=_opt("cnn: convolutions in each block"))
+    dense: tuple[int, ...] = field(
+        default=(128,),
+        metadata=_opt("cnn: widths of the dense layers after the convolutions, comma separated"),
     )
     epochs: int = field(default=10, metadata=_opt("passes over the training split"))
     batch_size: int = field(default=32, metadata=_opt("images per optimizer step"))
@@ -75,8 +90,7 @@ class TrainConfig:
         _check_types(self)
         if self.model not in MODELS:
             raise ConfigError(f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
-        if not self.hidden or any(w < 1 for w in self.hidden):
-            raise ConfigError(f"hidden widths must be positive integers, got {self.hidden!r}")
+        _check_family_fields(self)
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -100,16 +114,17 @@ class TrainConfig:
                 f"validate_on must be one of {', '.join(VALIDATE_ON)}, not {self.validate_on!r}"
             )
 
-    @property
-    def layer_sizes(self) -> tuple[int, ...]:
-        """Widths from input to output, e.g. (784, 128, 64, 10) for the tutorial network."""
-        return (IMAGE_PIXELS, *self.hidden, NUM_CLASSES)
-
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """Every field that applies to this config's family (the other families' are left
+        out: they keep their defaults, which from_dict restores)."""
+        from .models import family, family_fields
+
+        skip = family_fields() - set(family(self.model).fields)
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name not in skip}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -123,9 +138,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        values = dict(values)
-        if isinstance(values.get("hidden"), list):
-            values["hidden"] = tuple(values["hidden"])
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**values)
 
     @classmethod
@@ -139,6 +152,19 @@ class TrainConfig:
 
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def _check_family_fields(cfg: TrainConfig) -> None:
+    """The family's own checks, and no other family's field changed from its default."""
+    from .models import family, family_fields
+
+    chosen = family(cfg.model)
+    for name in sorted(family_fields() - set(chosen.fields)):
+        default = _DEFAULTS[name]
+        if getattr(cfg, name) != default:
+            raise ConfigError(f"{name} does not apply to model {cfg.model!r} (it has "
+                              f"{', '.join(chosen.fields)})")
+    chosen.check(cfg)
 
 
 def _check_types(cfg: TrainConfig) -> None:
@@ -158,6 +184,8 @@ def _check_types(cfg: TrainConfig) -> None:
         if not ok:
             raise ConfigError(f"{f.name} has the wrong type: {value!r}")
 
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 # Named starting points; flags given on the command line override them field by field.
 RECIPES: dict[str, TrainConfig] = {

@@ -1,6 +1,10 @@
 """Model files: weights in safetensors (no pickle, so loading cannot run code) with the
-resolved TrainConfig and a few results as JSON metadata. Loading checks that every tensor
-is exactly what the stored config says the network has."""
+network family, the resolved TrainConfig and a few results as JSON metadata. Loading checks
+that every tensor is exactly what the stored config says the network has.
+
+Format versions: 2 records the family (`mlp`, `cnn`); 1, written before families existed,
+is read as an `mlp` (its tensors are named as version 2's mlp tensors are).
+"""
 
 from __future__ import annotations
 
@@ -14,19 +18,16 @@ import numpy as np
 from .atomic import atomic_write
 from .config import TrainConfig
 from .errors import ConfigError, ModelFileError
+from .models import FAMILIES, family
 
 FORMAT = "digitnet-model"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+READS_VERSIONS = ("1", "2")
 
 
 def weight_shapes(cfg: TrainConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every weight array of the network `cfg` describes (see model.py)."""
-    sizes = cfg.layer_sizes
-    shapes = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-        shapes[f"dense_{i}.kernel"] = (n_in, n_out)
-        shapes[f"dense_{i}.bias"] = (n_out,)
-    return shapes
+    """Name -> shape of every weight array of the network `cfg` describes (see models/)."""
+    return family(cfg).tensor_shapes(cfg)
 
 
 def save_model(
@@ -42,6 +43,7 @@ def save_model(
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "family": cfg.model,
         "config": cfg.to_json(),
         "results": json.dumps(results or {}),
     }
@@ -68,16 +70,26 @@ def load_model(path: str | os.PathLike) -> tuple[TrainConfig, dict[str, np.ndarr
         raise ModelFileError(f"{path} is not a safetensors model file ({exc})") from None
     if metadata.get("format") != FORMAT:
         raise ModelFileError(f"{path} is a safetensors file but not a digitnet model")
-    if metadata.get("format_version") != FORMAT_VERSION:
+    version = metadata.get("format_version")
+    if version not in READS_VERSIONS:
         raise ModelFileError(
-            f"{path} has model format version {metadata.get('format_version')!r}; this "
-            f"digitnet reads version {FORMAT_VERSION}"
+            f"{path} has model format version {version!r}; this digitnet reads versions "
+            f"{', '.join(READS_VERSIONS)} (a newer digitnet may read it)"
+        )
+    name = metadata.get("family", "mlp") if version == "2" else "mlp"
+    if name not in FAMILIES:
+        raise ModelFileError(
+            f"{path} holds a {name!r} network, a family this digitnet does not know (it knows "
+            f"{', '.join(FAMILIES)}): a newer digitnet may read it"
         )
     try:
         cfg = TrainConfig.from_json(metadata.get("config", ""))
         results = json.loads(metadata.get("results", "{}"))
     except (ConfigError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path} has damaged metadata: {exc}") from None
+    if cfg.model != name:
+        raise ModelFileError(f"{path} has damaged metadata: family {name!r} but a "
+                             f"{cfg.model!r} config")
     _check_weights(weights, cfg, source=str(path))
     return cfg, weights, results
 
@@ -95,7 +107,7 @@ def _check_weights(weights: dict[str, np.ndarray], cfg: TrainConfig, *, source: 
     if set(weights) != set(expected):
         missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
         raise ModelFileError(
-            f"{source} does not match its config (hidden={list(cfg.hidden)}): "
+            f"{source} does not match its config ({family(cfg).describe(cfg)}): "
             f"missing {missing or 'none'}, unexpected {extra or 'none'}"
         )
     for name, shape in expected.items():

@@ -1,8 +1,9 @@
-"""Inference with NumPy only: a model file's weights and a matrix product per layer.
+"""Inference with NumPy only: a model file's weights and its family's forward pass.
 
-Predicting does not import JAX (about 1.5 s of start-up on this machine): the network is a
-few matrix products, which NumPy runs as fast as XLA does at these sizes. tests/ checks that
-this forward pass agrees with the Flax model it was trained as.
+Predicting does not import JAX (about 1.5 s of start-up on this machine): each family's
+network is a few matrix products (see digitnet.models), which NumPy runs as fast as XLA does
+at these sizes. tests/ checks that this forward pass agrees with the Flax model it was
+trained as.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import IMAGE_PIXELS, TrainConfig
+from .config import IMAGE_PIXELS, NUM_CLASSES, TrainConfig
 from .errors import ImageError
 from .modelfile import load_model
+from .models import family
 
 MODEL_FILENAME = "model.safetensors"
 UNSURE_BELOW = 0.5  # a top probability under this is reported as unsure
@@ -78,27 +80,23 @@ class Predictor:
                  results: dict | None = None):
         self.config = config
         self.results = results or {}
-        n_layers = len(config.hidden) + 1
-        self._layers = [(np.asarray(weights[f"dense_{i}.kernel"], np.float32),
-                         np.asarray(weights[f"dense_{i}.bias"], np.float32))
-                        for i in range(n_layers)]
+        self.family = family(config)
+        self._weights = {name: np.asarray(weights[name], np.float32)
+                         for name in self.family.tensor_shapes(config)}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Predictor:
         """From a model file or a run folder holding model.safetensors."""
         return cls(*load_model(model_path(path)))
 
-    def logits(self, images: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def logits(self, images: np.ndarray) -> np.ndarray:
         """float32 (N, 10) logits for (N, 28, 28) or (N, 784) images (see as_unit_batch)."""
         x = as_unit_batch(images)
-        out = np.empty((len(x), 10), np.float32)
-        for start in range(0, len(x), batch_size):
-            h = x[start: start + batch_size]
-            for i, (kernel, bias) in enumerate(self._layers):
-                h = h @ kernel + bias
-                if i < len(self._layers) - 1:
-                    np.maximum(h, 0.0, out=h)
-            out[start: start + batch_size] = h
+        out = np.empty((len(x), NUM_CLASSES), np.float32)
+        step = self.family.inference_batch
+        for start in range(0, len(x), step):
+            out[start: start + step] = self.family.logits(self.config, self._weights,
+                                                          x[start: start + step])
         return out
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

@@ -69,7 +69,7 @@ def train_run(
     plots: bool = True,
 ) -> Run:
     """Train, evaluate on the test set, save the model (and plots) into `out_dir`."""
-    from .train import train  # imports JAX; reading runs back does not need it
+    from .training import train  # imports JAX; reading runs back does not need it
 
     folder = _writable_folder(Path(out_dir))
     _write(folder / "config.json", cfg.to_json() + "\n")

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .config import ADAM_FORMS
+from ..config import ADAM_FORMS
 
 EPSILON = {"keras": 1e-7, "paper": 1e-8}
 

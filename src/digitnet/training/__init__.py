@@ -1,0 +1,17 @@
+"""Everything that trains: the only part of digitnet that imports JAX, Flax and Optax.
+
+    networks.py  the Flax network of each family, and its training-only tricks
+    batches.py   the validation hold-out, each epoch's order and gather
+    loop.py      the compiled epoch and `train`
+    optim.py     Adam in Keras' or the paper's form
+    augment.py   random distortions inside the compiled step
+    runtime.py   process-wide speed settings, applied only when asked for
+"""
+
+from .batches import split_for_training, validation_size
+from .loop import TrainResult, train
+from .runtime import enable_compilation_cache, limit_xla_to_one_core, runs_best_on_one_core
+
+__all__ = ["TrainResult", "enable_compilation_cache",
+           "limit_xla_to_one_core", "runs_best_on_one_core", "split_for_training", "train",
+           "validation_size"]

@@ -1,0 +1,160 @@
+"""Training: one compiled program per epoch (`jax.lax.scan` over the batches).
+
+Images stay uint8 on the device and become float32 in [0, 1] inside the step. Each epoch
+visits every training image exactly once in a seeded order; the host gathers the images into
+that order while the previous epoch trains, so each step reads one contiguous batch. The last,
+short batch is padded and masked out of the loss, so nothing is dropped and no step is wasted.
+Each epoch is validated in NumPy on the host while the next one trains. The network comes
+from its family (networks.py), which also says which pixels it reads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from threadpoolctl import threadpool_limits
+
+from ..config import NUM_CLASSES, TrainConfig
+from ..data import MnistData
+from ..evaluate import loss_and_accuracy
+from ..history import EpochRecord
+from ..predict import Predictor
+from .augment import augment_batch
+from .batches import epoch_batches, split_for_training
+from .networks import build_model, export_weights, import_weights, training_network
+from .optim import adam
+from .runtime import enable_compilation_cache
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: nnx.Module
+    weights: dict[str, np.ndarray]  # float32 arrays named as in modelfile.weight_shapes()
+    history: list[EpochRecord]
+    config: TrainConfig
+
+
+def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    if cfg.lr_schedule == "onecycle":
+        return optax.cosine_onecycle_schedule(steps_per_epoch * cfg.epochs, cfg.lr)
+    return optax.constant_schedule(cfg.lr)
+
+
+def _loss_terms(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
+    targets = jax.nn.one_hot(labels, NUM_CLASSES)
+    if smoothing:
+        targets = optax.smooth_labels(targets, smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def _to_unit_float(images_uint8: jax.Array) -> jax.Array:
+    return images_uint8.astype(jnp.float32) * (1.0 / 255.0)
+
+
+def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
+                  schedule: optax.Schedule):
+    """A jitted function (state, images, labels, epoch) -> (state, mean loss, accuracy,
+    learning rate at the epoch's last step), taking one epoch's images and labels in their
+    visiting order (see epoch_batches).
+
+    The dataset is an argument, not a closed-over constant: a constant would be baked into
+    the compiled program and make compilation several times slower."""
+    batch = cfg.batch_size
+    steps = -(-n_train // batch)
+
+    @jax.jit
+    def run_epoch(state, images, labels, epoch):
+        def step(state, batch):
+            images_uint8, y, weights, step_key = batch
+            model, optimizer = nnx.merge(graphdef, state)
+            x = _to_unit_float(images_uint8)
+            if cfg.augment:
+                x = augment_batch(step_key, x.reshape(-1, 28, 28)).reshape(x.shape)
+
+            def loss_fn(model):
+                logits = model(x)
+                per_image = _loss_terms(logits, y, cfg.label_smoothing)
+                return jnp.sum(per_image * weights) / jnp.sum(weights), logits
+
+            (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+            optimizer.update(model, grads)
+            correct = jnp.sum((jnp.argmax(logits, -1) == y) * weights)
+            return nnx.state((model, optimizer)), (loss * jnp.sum(weights), correct)
+
+        # the padding at the end fills the short last batch with weight-0 images
+        weights = (jnp.arange(steps * batch) < n_train).astype(jnp.float32)
+        xs = (images.reshape(steps, batch, -1), labels.reshape(steps, batch),
+              weights.reshape(steps, batch),
+              jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), epoch), steps))
+        state, (loss_sums, correct) = jax.lax.scan(step, state, xs)
+        return (state, jnp.sum(loss_sums) / n_train, jnp.sum(correct) / n_train,
+                schedule(epoch * steps - 1))
+
+    return run_epoch
+
+
+def _epochs_in_flight(cfg: TrainConfig, run_epoch, state, images: np.ndarray,
+                      labels: np.ndarray):
+    """Run the epochs; yield (epoch, state, [train loss, train accuracy, lr]) for each one
+    once the next one has started, so that what the caller does with it, and the gathering
+    of the epoch after, overlap that training."""
+    batches = epoch_batches(cfg, 1, images, labels)
+    finished = None
+    for epoch in range(1, cfg.epochs + 1):
+        state, *metrics = run_epoch(state, *batches, epoch)  # returns at once
+        if epoch < cfg.epochs:
+            batches = epoch_batches(cfg, epoch + 1, images, labels)
+        if finished is not None:
+            yield finished
+        finished = (epoch, state, [float(m) for m in metrics])  # waits for this epoch
+    yield finished
+
+
+def train(
+    cfg: TrainConfig,
+    data: MnistData,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train the network `cfg` describes on `data`; call `on_epoch` after every epoch.
+
+    The test set is used only when cfg.validate_on == 'test'. Ctrl-C raises KeyboardInterrupt
+    between or during epochs; nothing has been written by this function.
+    """
+    enable_compilation_cache()
+    split = split_for_training(cfg, data)
+    steps = -(-len(split.train_images) // cfg.batch_size)
+    schedule = learning_rate_schedule(cfg, steps)
+    network = training_network(cfg, split.train_images)
+    optimizer = nnx.Optimizer(network.model, adam(schedule, cfg.adam_form), wrt=nnx.Param)
+    graphdef, state = nnx.split((network.model, optimizer))
+
+    def full_weights(state) -> dict[str, np.ndarray]:
+        return network.full_weights(export_weights(nnx.merge(graphdef, state)[0]))
+
+    run_epoch = make_epoch_fn(cfg, graphdef, len(split.train_images), schedule)
+    epochs = _epochs_in_flight(cfg, run_epoch, state,
+                               np.take(split.train_images, network.pixels, axis=1),
+                               split.train_labels)
+    history = []
+    clock = time.perf_counter()
+    # Validation is a NumPy forward pass on the host, on one BLAS thread, beside the next
+    # epoch's training on XLA's threads.
+    with threadpool_limits(1, user_api="blas"):
+        for epoch, state, (train_loss, train_acc, lr) in epochs:
+            weights = full_weights(state)
+            logits = Predictor(cfg, weights).logits(split.val_images)
+            val_loss, val_acc = loss_and_accuracy(logits, split.val_labels)
+            previous, clock = clock, time.perf_counter()
+            history.append(EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr,
+                                       seconds=clock - previous))
+            if on_epoch is not None:
+                on_epoch(history[-1])
+    model = import_weights(build_model(cfg), weights)
+    return TrainResult(model=model, weights=weights, history=history, config=cfg)

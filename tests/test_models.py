@@ -1,0 +1,147 @@
+"""Network families: one description each, the same network in Flax and in NumPy, and model
+files of every format version this digitnet reads."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from digitnet.config import MODELS, TrainConfig
+from digitnet.errors import ConfigError, ModelFileError
+from digitnet.modelfile import load_model, save_model
+from digitnet.models import FAMILIES, family
+from digitnet.predict import Predictor
+from digitnet.training.networks import NETWORKS, build_model, export_weights, import_weights
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CNN_CONFIGS = [
+    TrainConfig(model="cnn", conv=(8, 16), dense=(32,), seed=1),
+    # odd sides (7 -> 3) when pooling, two convolutions a block, no dense layer
+    TrainConfig(model="cnn", conv=(4, 8, 8), convs_per_block=2, dense=(), seed=2),
+]
+
+
+def test_every_family_has_a_config_name_and_a_flax_network():
+    assert set(FAMILIES) == set(MODELS) == set(NETWORKS)
+
+
+@pytest.mark.parametrize("cfg", [TrainConfig(hidden=(32, 16), seed=1), *CNN_CONFIGS],
+                         ids=["mlp", "cnn", "cnn-deep"])
+def test_numpy_inference_matches_the_flax_network(cfg, tiny_mnist):
+    model = build_model(cfg)
+    images = tiny_mnist.test_images[:40]
+    flax_logits = np.asarray(model(jnp.asarray(images.reshape(-1, 784), jnp.float32) / 255))
+    numpy_logits = Predictor(cfg, export_weights(model)).logits(images)
+    np.testing.assert_allclose(numpy_logits, flax_logits, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cfg", CNN_CONFIGS, ids=["cnn", "cnn-deep"])
+def test_cnn_tensors_are_what_the_family_says(cfg):
+    model = build_model(cfg)
+    weights = export_weights(model)
+    assert {n: w.shape for n, w in weights.items()} == family(cfg).tensor_shapes(cfg)
+    count = sum(int(np.prod(p.shape)) for p in
+                __import__("jax").tree.leaves(nnx.state(model, nnx.Param)))
+    assert count == sum(int(np.prod(s)) for s in family(cfg).tensor_shapes(cfg).values())
+    other = import_weights(build_model(cfg, seed=99), weights)
+    for name, array in export_weights(other).items():
+        np.testing.assert_array_equal(array, weights[name])
+
+
+def test_keras_layout_of_the_cnn_tensors():
+    shapes = family("cnn").tensor_shapes(TrainConfig(model="cnn", conv=(32, 64), dense=(128,)))
+    assert shapes["conv_0.kernel"] == (3, 3, 1, 32)  # HWIO, as Keras' Conv2D stores it
+    assert shapes["conv_1.kernel"] == (3, 3, 32, 64)
+    assert shapes["dense_0.kernel"] == (7 * 7 * 64, 128)  # flattened (row, column, channel)
+    assert shapes["dense_1.kernel"] == (128, 10)
+
+
+def test_a_cnn_model_file_round_trips(tmp_path, tiny_mnist):
+    cfg = CNN_CONFIGS[1]
+    weights = export_weights(build_model(cfg))
+    save_model(tmp_path / "cnn.safetensors", weights, cfg)
+    loaded_cfg, loaded, _ = load_model(tmp_path / "cnn.safetensors")
+    assert loaded_cfg == cfg
+    np.testing.assert_array_equal(
+        Predictor(cfg, weights).probabilities(tiny_mnist.test_images),
+        Predictor.load(tmp_path / "cnn.safetensors").probabilities(tiny_mnist.test_images))
+
+
+def test_format_1_model_files_still_load_and_predict_the_same():
+    # Written by digitnet before model families existed (tests/fixtures/README.md).
+    cfg, weights, results = load_model(FIXTURES / "format1-mlp.safetensors")
+    assert (cfg.model, cfg.hidden, results) == ("mlp", (3,), {"test_accuracy": 0.1})
+    expected = json.loads((FIXTURES / "format1-mlp.expected.json").read_text())
+    images = np.random.default_rng(0).integers(0, 256, (4, 784), dtype=np.uint8)
+    probs = Predictor.load(FIXTURES / "format1-mlp.safetensors").probabilities(images)
+    np.testing.assert_allclose(probs, expected["probabilities"], rtol=1e-6, atol=1e-7)
+
+
+def _write(path, weights, metadata):
+    from safetensors.numpy import save
+
+    path.write_bytes(save(weights, metadata=metadata))
+
+
+@pytest.mark.parametrize("family_name, config, message", [
+    ("rnn", TrainConfig().to_json(), "holds a 'rnn' network, a family this digitnet does not know"),
+    ("cnn", TrainConfig().to_json(), "family 'cnn' but a 'mlp' config"),
+])
+def test_unknown_or_contradicting_family_is_refused(tmp_path, family_name, config, message):
+    cfg = TrainConfig()
+    weights = {n: np.zeros(s, np.float32) for n, s in family(cfg).tensor_shapes(cfg).items()}
+    _write(tmp_path / "m.safetensors", weights,
+           {"format": "digitnet-model", "format_version": "2", "family": family_name,
+            "config": config, "results": "{}"})
+    with pytest.raises(ModelFileError, match=message):
+        load_model(tmp_path / "m.safetensors")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"model": "cnn", "hidden": (256,)}, "hidden does not apply to model 'cnn'"),
+    ({"conv": (8,)}, "conv does not apply to model 'mlp'"),
+    ({"model": "cnn", "conv": ()}, "conv channels must be positive"),
+    ({"model": "cnn", "conv": (8, 8, 8, 8, 8)}, "at most 4 conv blocks"),
+    ({"model": "cnn", "convs_per_block": 0}, "convs_per_block must be at least 1"),
+    ({"model": "cnn", "dense": (0,)}, "dense widths must be positive"),
+    ({"hidden": ()}, "hidden widths must be positive"),
+])
+def test_family_fields_are_checked(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes)
+
+
+def test_a_config_lists_only_its_own_familys_fields():
+    mlp, cnn = TrainConfig(), TrainConfig(model="cnn", conv=(8,), dense=())
+    assert "hidden" in mlp.to_dict() and "conv" not in mlp.to_dict()
+    assert {"conv", "convs_per_block", "dense"} <= set(cnn.to_dict())
+    assert "hidden" not in cnn.to_dict()
+    assert TrainConfig.from_json(cnn.to_json()) == cnn
+
+
+def _model_files(tmp_path):
+    files = []
+    for cfg in (TrainConfig(hidden=(8,)), CNN_CONFIGS[0]):
+        path = tmp_path / f"{cfg.model}.safetensors"
+        save_model(path, export_weights(build_model(cfg)), cfg)
+        files.append(path)
+    return files
+
+
+def test_predicting_with_either_family_never_imports_jax(tmp_path):
+    probe = (
+        "import sys, numpy as np\n"
+        "from digitnet.predict import Predictor\n"
+        "for path in sys.argv[1:]:\n"
+        "    probs = Predictor.load(path).probabilities(np.zeros((2, 28, 28), np.uint8))\n"
+        "    assert probs.shape == (2, 10)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'optax')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *map(str, _model_files(tmp_path))],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
