@@ -79,7 +79,11 @@ def _size_limited(request: Request, max_bytes: int) -> Request:
 
 
 def _pixels_array(body: PixelsRequest) -> np.ndarray:
-    array = np.asarray(body.pixels, dtype=np.float64)
+    try:
+        array = np.asarray(body.pixels, dtype=np.float64)
+    except ValueError:  # rows of different lengths
+        raise ImageError("pixels must be 28 rows of 28 numbers, or 784 numbers; the rows "
+                         "differ in length") from None
     if array.shape not in ((28, 28), (784,)):
         raise ImageError(f"pixels must be 28x28 or 784 numbers, got shape {list(array.shape)}")
     if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 255:
