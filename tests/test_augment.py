@@ -26,7 +26,7 @@ def test_augmentation_is_seeded(tiny_mnist):
 def test_box_widening_stretches_a_share_of_narrow_digits_at_most_to_a_square():
     narrow = np.zeros((400, 28, 28), np.float32)
     narrow[:, 4:24, 12:16] = 1.0  # a 1 drawn as a bar: 20 rows tall, 4 columns wide
-    widths = np.asarray(_box_widening(jax.random.key(0), jnp.asarray(narrow)))
+    widths = np.asarray(_box_widening(jax.random.key(0), jnp.asarray(narrow), 1.0))
     widened = widths > 1.0
     assert abs(widened.mean() - BOX_FILL) < 0.08
     assert widths.min() >= 1.0 and widths.max() <= MAX_BOX_WIDEN  # 20/4 = 5 is capped
@@ -34,7 +34,7 @@ def test_box_widening_stretches_a_share_of_narrow_digits_at_most_to_a_square():
 
     square = np.zeros((400, 28, 28), np.float32)
     square[:, 4:24, 4:24] = 1.0
-    np.testing.assert_array_equal(_box_widening(jax.random.key(0), jnp.asarray(square)), 1.0)
+    np.testing.assert_array_equal(_box_widening(jax.random.key(0), jnp.asarray(square), 1.0), 1.0)
 
 
 def test_augmented_training_still_learns(tiny_mnist):
@@ -44,3 +44,10 @@ def test_augmented_training_still_learns(tiny_mnist):
     history = train(TrainConfig(epochs=12, lr=3e-3, augment=True), tiny_mnist).history
     assert history[-1].train_loss < history[0].train_loss
     assert history[-1].val_accuracy > 0.6
+
+
+def test_strength_scales_how_far_digits_move(tiny_mnist):
+    images = jnp.asarray(tiny_mnist.train_images[:64], jnp.float32) / 255
+    change = {s: float(np.abs(augment_batch(jax.random.key(3), images, s) - images).mean())
+              for s in (0.25, 0.5, 1.0)}
+    assert 0 < change[0.25] < change[0.5] < change[1.0]

@@ -13,7 +13,10 @@ from . import __version__
 from .config import RECIPES, TrainConfig
 
 
-def _hidden_widths(text: str) -> tuple[int, ...]:
+def _widths(text: str) -> tuple[int, ...]:
+    """'128,64' -> (128, 64); '' -> () (a CNN without dense layers)."""
+    if not text.strip():
+        return ()
     try:
         widths = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -36,7 +39,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                default=argparse.SUPPRESS,
                                help=f"{f.metadata['help']} (tutorial: {'on' if default else 'off'})")
             continue
-        kind = {"int": int, "float": float, "str": str}.get(str(f.type), _hidden_widths)
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type), _widths)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
             flag, dest=f.name, type=kind,
@@ -93,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("plot", help="(re)draw a run's plots into RUN_DIR/plots")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     _add_data_flags(p)
+
+    p = commands.add_parser("export", help="write a trained model as a Keras or ONNX file")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder or model file")
+    p.add_argument("--format", required=True, choices=["keras", "onnx"],
+                   help="keras: a Keras 3 .keras file; onnx: an ONNX graph (opset 17)")
+    p.add_argument("--out", type=Path, required=True, help="file to write")
 
     p = commands.add_parser("serve", help="web app: draw a digit, look inside the model")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")

@@ -70,6 +70,11 @@ class TrainConfig:
         metadata=_opt("randomly shift, rotate, scale, squeeze or widen, warp and thicken "
                       "training digits inside the compiled step (for real-world handwriting)"),
     )
+    augment_strength: float = field(
+        default=1.0,
+        metadata=_opt("with --augment: scales the range of every distortion (1 = the strength "
+                      "chosen for real handwriting; less stays closer to MNIST)"),
+    )
     seed: int = field(
         default=0, metadata=_opt("seeds initialisation, shuffling and the 'split' hold-out")
     )
@@ -107,6 +112,10 @@ class TrainConfig:
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not (math.isfinite(self.augment_strength) and 0.0 < self.augment_strength <= 2.0):
+            raise ConfigError(f"augment_strength must be in (0, 2], got {self.augment_strength}")
+        if self.augment_strength != 1.0 and not self.augment:
+            raise ConfigError("augment_strength applies only with augment on")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
         if self.validate_on not in VALIDATE_ON:

@@ -4,7 +4,7 @@
 Images are NHWC (N, 28, 28, 1); kernels are HWIO (3, 3, in, out), as Keras stores them; the
 last block's output is flattened in (row, column, channel) order, as Keras' Flatten does.
 A convolution is computed as its 3x3 patches times the kernel (one matrix product): on a CPU
-that runs far faster than a direct convolution at these sizes (see docs/performance.md).
+that runs far faster than a direct convolution at these sizes (see the README's section on the CNN's speed).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Process-wide settings that make training faster. The library applies none of them on its
-own: the CLI does, and a Python user may (see docs/python-api.md)."""
+"""Process-wide settings that make training faster: the on-disk cache of compiled programs
+(which `train` turns on) and XLA on one core (which the CLI asks for where it helps)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..data import default_cache_dir
 
 # Up to this batch size an MLP step is a chain of small operations that XLA would split over
 # the cores; the synchronisation and cache traffic cost more than the split saves (measured:
-# see docs/performance.md), so the CLI runs such training on one core.
+# see the README's Speed section), so the CLI runs such training on one core.
 ONE_CORE_MAX_BATCH = 64
 
 
