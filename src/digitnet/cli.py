@@ -225,6 +225,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .interop import export_model
+    from .predict import Predictor
+
+    predictor = Predictor.load(args.run_dir)
+    path = export_model(predictor.config, predictor.weights, args.format, args.out)
+    print(f"wrote {path} ({args.format}, {predictor.config.model} "
+          f"{predictor.family.describe(predictor.config)})")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -245,7 +256,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "plot": cmd_plot, "serve": cmd_serve}
+            "predict": cmd_predict, "plot": cmd_plot, "export": cmd_export,
+            "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

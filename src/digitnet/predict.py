@@ -81,8 +81,8 @@ class Predictor:
         self.config = config
         self.results = results or {}
         self.family = family(config)
-        self._weights = {name: np.asarray(weights[name], np.float32)
-                         for name in self.family.tensor_shapes(config)}
+        self.weights = {name: np.asarray(weights[name], np.float32)
+                        for name in self.family.tensor_shapes(config)}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Predictor:
@@ -95,7 +95,7 @@ class Predictor:
         out = np.empty((len(x), NUM_CLASSES), np.float32)
         step = self.family.inference_batch
         for start in range(0, len(x), step):
-            out[start: start + step] = self.family.logits(self.config, self._weights,
+            out[start: start + step] = self.family.logits(self.config, self.weights,
                                                           x[start: start + step])
         return out
 

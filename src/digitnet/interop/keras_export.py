@@ -1,0 +1,142 @@
+"""Write a digitnet model as a Keras 3 `.keras` file, without Keras: a zip of `config.json`
+(the Sequential model), `metadata.json` and `model.weights.h5` (written with h5py).
+
+The model takes (batch, 28, 28) float32 images scaled to 0..1, like the tutorial's, and ends
+in a softmax, so `keras.saving.load_model(path).predict(images)` gives digitnet's
+probabilities. Keras stores each layer's weights under `layers/<snake_case class name>` with
+a counter per class (`dense`, `dense_1`, ...) in the order of the config's layers, as
+`vars/0` (kernel) and `vars/1` (bias); digitnet's kernels already have Keras' layouts
+(Dense (in, out), Conv2D HWIO), so they are written as they are.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write
+from ..config import TrainConfig
+from ..errors import DigitnetError
+from ..models.cnn import SIDE, conv_layout
+
+KERAS_VERSION = "3.15.1"  # the version the files were checked with (tests/test_interop.py)
+
+
+def _layer(class_name: str, config: dict, input_shape: list | None = None) -> dict:
+    layer = {"module": "keras.layers", "class_name": class_name, "config": config,
+             "registered_name": None}
+    if input_shape is not None:
+        layer["build_config"] = {"input_shape": input_shape}
+    return layer
+
+
+def _dense(units: int, activation: str, n_in: int) -> tuple[dict, bool]:
+    return _layer("Dense", {"units": units, "activation": activation}, [None, n_in]), True
+
+
+def _layers(cfg: TrainConfig) -> list[tuple[dict, bool]]:
+    """(Keras layer config, has weights) in order, after the InputLayer."""
+    layers = []
+    if cfg.model == "mlp":
+        layers.append((_layer("Flatten", {}, [None, SIDE, SIDE]), False))
+        sizes = (SIDE * SIDE, *cfg.hidden, 10)
+    else:
+        layers.append((_layer("Reshape", {"target_shape": [SIDE, SIDE, 1]},
+                              [None, SIDE, SIDE]), False))
+        side = SIDE
+        for n_in, n_out, pool in conv_layout(cfg):
+            layers.append((_layer("Conv2D", {"filters": n_out, "kernel_size": [3, 3],
+                                             "padding": "same", "activation": "relu"},
+                                  [None, side, side, n_in]), True))
+            if pool:
+                layers.append((_layer("MaxPooling2D", {"pool_size": [2, 2]},
+                                      [None, side, side, n_out]), False))
+                side //= 2
+        layers.append((_layer("Flatten", {}, [None, side, side, cfg.conv[-1]]), False))
+        sizes = (side * side * cfg.conv[-1], *cfg.dense, 10)
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(_dense(n_out, "softmax" if i == len(sizes) - 2 else "relu", n_in))
+    return layers
+
+
+def _snake_case(name: str) -> str:
+    """As Keras names layers: Dense -> dense, Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _named(layers: list[tuple[dict, bool]]) -> list[tuple[str, dict, bool]]:
+    """Keras' automatic names: the class in snake case, then _1, _2, ... per class."""
+    seen: dict[str, int] = {}
+    named = []
+    for layer, has_weights in layers:
+        base = _snake_case(layer["class_name"])
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        name = base if count == 0 else f"{base}_{count}"
+        layer["config"]["name"] = name
+        named.append((name, layer, has_weights))
+    return named
+
+
+def _weights_file(named: list[tuple[str, dict, bool]], cfg: TrainConfig,
+                  weights: dict[str, np.ndarray]) -> bytes:
+    import h5py
+
+    ours = [f"conv_{i}" for i in range(len(conv_layout(cfg)))] if cfg.model == "cnn" else []
+    ours += [f"dense_{i}" for i in range(sum(1 for n, _, w in named if n.startswith("dense")))]
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        h5.create_group("vars")
+        tensors = iter(ours)
+        for name, _, has_weights in named:
+            group = h5.create_group(f"layers/{name}/vars")
+            if has_weights:
+                source = next(tensors)
+                group["0"] = np.asarray(weights[f"{source}.kernel"], np.float32)
+                group["1"] = np.asarray(weights[f"{source}.bias"], np.float32)
+    return buffer.getvalue()
+
+
+def keras_file(cfg: TrainConfig, weights: dict[str, np.ndarray]) -> bytes:
+    """The bytes of a `.keras` file holding the network `cfg` describes with `weights`."""
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        raise DigitnetError("Keras export needs h5py: pip install 'digitnet[keras]'") from None
+    named = _named(_layers(cfg))
+    config = {
+        "module": "keras", "class_name": "Sequential", "registered_name": None,
+        "config": {"name": "sequential", "layers": [
+            {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+             "config": {"batch_shape": [None, SIDE, SIDE], "dtype": "float32",
+                        "name": "input_layer"}},
+            *(layer for _, layer, _ in named)],
+            "build_input_shape": [None, SIDE, SIDE]},
+        "build_config": {"input_shape": [None, SIDE, SIDE]},
+    }
+    metadata = {"keras_version": KERAS_VERSION, "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("metadata.json", json.dumps(metadata))
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("model.weights.h5", _weights_file(named, cfg, weights))
+    return buffer.getvalue()
+
+
+def export_keras(cfg: TrainConfig, weights: dict[str, np.ndarray],
+                 path: str | os.PathLike) -> Path:
+    """Write the model as a `.keras` file at `path` (atomically); return the path."""
+    path = Path(path)
+    try:
+        atomic_write(path, keras_file(cfg, weights))
+    except OSError as exc:
+        raise DigitnetError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
