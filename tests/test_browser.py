@@ -108,3 +108,46 @@ def expect_digit(page, text):
     from playwright.sync_api import expect
 
     expect(page.get_by_test_id("digit")).to_have_text(text, timeout=10_000)
+
+
+SHAPES = [
+    [[(165, 50), (160, 270)]],
+    [[(85, 70), (235, 70), (140, 275)]],
+    [[(160, 50), (235, 100), (245, 190), (200, 270), (130, 275), (85, 200), (85, 110),
+      (120, 60), (160, 50)]],
+    [[(90, 90), (160, 50), (230, 90), (90, 270), (240, 270)]],
+    [[(200, 50), (90, 200), (250, 200)], [(200, 50), (200, 280)]],
+]
+
+
+def test_the_final_answer_follows_the_pen_within_250_ms(server, page):
+    page.goto(server + "/")
+    page.evaluate("document.getElementById('pad').addEventListener('pointerup', "
+                  "() => { window.penLiftedAt = performance.now(); })")
+    delays = []
+    for i in range(30):
+        strokes = [[(x + (i % 5) * 6 - 12, y + (i % 3) * 8 - 8) for x, y in stroke]
+                   for stroke in SHAPES[i % len(SHAPES)]]
+        *first, last = strokes
+        draw(page, first)
+        box = page.locator("#pad").bounding_box()
+        page.mouse.move(box["x"] + last[0][0], box["y"] + last[0][1])
+        page.mouse.down()
+        for x, y in last[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=12)
+        # mid-stroke, an answer may be on screen, but only as a provisional one
+        page.wait_for_function("document.getElementById('digit').textContent !== '?'")
+        assert page.get_by_test_id("digit").get_attribute("data-final") == "false"
+        assert page.locator("#confidence").text_content() == "drawing…"
+        page.mouse.up()
+        page.wait_for_function("document.getElementById('digit').dataset.final === 'true'")
+        delays.append(page.evaluate(
+            "Number(document.getElementById('digit').dataset.finalAt) - window.penLiftedAt"))
+        assert "% sure" in page.locator("#confidence").text_content()
+        page.click("#clear")
+        expect_digit(page, "?")
+    delays.sort()
+    p95 = delays[int(0.95 * len(delays)) - 1]
+    print(f"pen lift to final answer over {len(delays)} drawings: median "
+          f"{delays[len(delays) // 2]:.0f} ms, p95 {p95:.0f} ms, max {delays[-1]:.0f} ms")
+    assert p95 <= 250
