@@ -1,12 +1,13 @@
 """Load on `digitnet serve`: concurrent clients on 127.0.0.1, latency percentiles, throughput.
 
-    .venv/bin/python bench/web_load.py [--clients 50] [--requests 2000] [--data-dir DIR]
+    .venv/bin/python bench/web_load.py [--clients 50] [--requests 2000] [--workers 1 2]
 
-Trains a `--recipe fast` model, starts `digitnet serve` in its own process, then N clients
-(one asyncio task each, sharing an HTTP connection pool) post a 320x320 PNG drawing to
-/api/predict as fast as they can. The same load on /healthz, measured in the same run, is
-the reference: what the server and this client do with no model work at all. Note that on a
-2-core machine the load generator shares the CPU with the server.
+Trains a `--recipe fast` model, then for each worker count (`--workers 1 2`) starts
+`digitnet serve --workers N` in its own process, and N clients (one asyncio task each, sharing
+an HTTP connection pool) post a 320x320 PNG drawing to /api/predict as fast as they can. The
+same load on /healthz, measured against the same server, is the reference: what the server
+and this client do with no model work at all. Note that on a 2-core machine the load
+generator shares the CPU with the server.
 """
 
 from __future__ import annotations
@@ -65,10 +66,39 @@ async def load(url: str, clients: int, total: int, send) -> dict:
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
 
 
+def serve_and_load(run: Path, workers: int, clients: int, requests: int) -> dict:
+    """Start `digitnet serve --workers N` on a free port; load /healthz, then /api/predict."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(run),
+                               "--port", str(port), "--workers", str(workers)],
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base)
+        png = drawing_png()
+
+        async def predict(http, url):
+            return await http.post(url, files={"file": ("d.png", png, "image/png")})
+
+        async def health(http, url):
+            return await http.get(url)
+
+        asyncio.run(load(base + "/api/predict", clients, 100 * workers, predict))  # warm-up
+        return {"health": asyncio.run(load(base + "/healthz", clients, requests, health)),
+                "predict": asyncio.run(load(base + "/api/predict", clients, requests, predict))}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="worker counts to measure, one server each")
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA_DIR"))
     args = parser.parse_args()
 
@@ -77,39 +107,22 @@ def main() -> None:
         data = ["--data-dir", str(args.data_dir)] if args.data_dir else []
         subprocess.run([sys.executable, "-m", "digitnet", "train", "--recipe", "fast",
                         "--no-plots", "--out", str(run), *data], check=True, capture_output=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(run),
-                                   "--port", str(port)], stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_up(base)
-            png = drawing_png()
-
-            async def predict(http, url):
-                return await http.post(url, files={"file": ("d.png", png, "image/png")})
-
-            async def health(http, url):
-                return await http.get(url)
-
-            asyncio.run(load(base + "/api/predict", args.clients, 100, predict))  # warm-up
-            reference = asyncio.run(load(base + "/healthz", args.clients, args.requests, health))
-            result = asyncio.run(load(base + "/api/predict", args.clients, args.requests,
-                                      predict))
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+        results = {n: serve_and_load(run, n, args.clients, args.requests) for n in args.workers}
 
     print(f"\n{args.clients} concurrent clients, {args.requests} requests each row, "
           f"127.0.0.1, {os.cpu_count()} cores shared by server and clients")
-    print(f"{'endpoint':34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for name, r in (("GET /healthz (reference)", reference),
-                    ("POST /api/predict (320x320 PNG)", result)):
-        print(f"{name:34}{r['per_s']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-              f"{r['errors']:>8}")
-    print(f"predict throughput = {result['per_s'] / reference['per_s']:.2f}x the reference's")
-    if result["errors"] or reference["errors"]:
+    print(f"{'workers':>8}  {'endpoint':34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for workers, measured in results.items():
+        for name, r in (("GET /healthz (reference)", measured["health"]),
+                        ("POST /api/predict (320x320 PNG)", measured["predict"])):
+            print(f"{workers:>8}  {name:34}{r['per_s']:>9.0f}{r['p50_ms']:>9.1f}"
+                  f"{r['p99_ms']:>9.1f}{r['errors']:>8}")
+    first = results[args.workers[0]]["predict"]["per_s"]
+    for workers in args.workers[1:]:
+        print(f"predict throughput with {workers} workers = "
+              f"{results[workers]['predict']['per_s'] / first:.2f}x that with "
+              f"{args.workers[0]}")
+    if any(r[k]["errors"] for r in results.values() for k in r):
         sys.exit("errors under load")
 
 

@@ -165,3 +165,50 @@ def test_plots_come_only_from_the_run_folder(tmp_path):
     assert client.get("/api/model").json()["plots"] == ["/api/plots/confusion_matrix.png"]
     assert client.get("/api/plots/confusion_matrix.png").status_code == 200
     assert client.get("/api/plots/secret.png").status_code == 404
+
+
+def test_serve_with_two_workers_answers_from_two_processes(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from digitnet.modelfile import save_model
+
+    rng = np.random.default_rng(0)
+    save_model(tmp_path / "model.safetensors",
+               {n: rng.normal(0, 0.1, s).astype(np.float32) for n, s in weight_shapes(CFG).items()},
+               CFG)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(tmp_path),
+                               "--port", str(port), "--workers", "2"], stderr=subprocess.PIPE)
+    try:
+        deadline, answers = time.monotonic() + 60, []
+        while len(answers) < 4 and time.monotonic() < deadline:
+            try:
+                response = httpx.post(f"http://127.0.0.1:{port}/api/predict",
+                                      files={"file": ("d.png", encode(draw_digit(3, size=64)))})
+                answers.append(response.status_code)
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert answers == [200] * 4
+        children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        workers = [pid for pid in children  # uvicorn spawns them with multiprocessing
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_serve_refuses_zero_workers(capsys):
+    from digitnet.cli import main
+
+    assert main(["serve", "nowhere", "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err

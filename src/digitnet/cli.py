@@ -9,6 +9,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -240,16 +241,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .runs import load_run
-    from .web.app import create_app
+    from .web.app import RUN_FOR_WORKERS, create_app
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
-    run = load_run(args.run_dir)  # the model is loaded once, here
-    app = create_app(run.predictor, run)
-    print(f"serving {run.folder} on http://{args.host}:{args.port}/ (Ctrl-C stops)",
-          file=sys.stderr)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    run = load_run(args.run_dir)  # the model is loaded here first, so a bad one fails at once
+    print(f"serving {run.folder} on http://{args.host}:{args.port}/ with {args.workers} "
+          f"worker{'s' if args.workers > 1 else ''} (Ctrl-C stops)", file=sys.stderr)
+    options = {"host": args.host, "port": args.port, "log_level": "warning"}
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        if args.workers == 1:
+            uvicorn.run(create_app(run.predictor, run), **options)
+        else:  # each worker process imports the app factory and loads the run itself
+            os.environ[RUN_FOR_WORKERS] = str(run.folder.resolve())
+            uvicorn.run("digitnet.web.app:app_for_worker", factory=True, workers=args.workers,
+                        **options)
     except OSError as exc:
         raise DigitnetError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     return 0

@@ -107,4 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes, each with its own copy of the model (default 1)")
     return parser

@@ -7,6 +7,7 @@ are the page assets and a fixed list of plot images from the run folder given at
 from __future__ import annotations
 
 import dataclasses
+import os
 from importlib import resources
 from typing import Any
 
@@ -168,3 +169,15 @@ def create_app(predictor: Predictor, run: Run | None = None) -> FastAPI:
         raise HTTPException(415, "send multipart/form-data with a 'file', or JSON with 'pixels'")
 
     return app
+
+
+# `digitnet serve --workers N` names the run folder here for its worker processes.
+RUN_FOR_WORKERS = "DIGITNET_SERVE_RUN"
+
+
+def app_for_worker() -> FastAPI:
+    """The app of one `digitnet serve --workers N` worker process (an ASGI app factory)."""
+    from ..runs import load_run
+
+    run = load_run(os.environ[RUN_FOR_WORKERS])
+    return create_app(run.predictor, run)
