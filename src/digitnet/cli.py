@@ -237,6 +237,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from .errors import DataError
+    from .runs import import_run
+
+    try:
+        data = _load_data(args)
+    except DataError as exc:  # the model is still worth importing without its metrics
+        print(f"digitnet: MNIST not available, so no metrics or plots ({exc})", file=sys.stderr)
+        data = None
+    run = import_run(args.model_file, args.out, data, input_scale=args.input_scale)
+    cfg = run.config
+    print(f"imported {args.model_file} as {cfg.model} {family(cfg).describe(cfg)} "
+          f"(fed {run.predictor.results['keras_input']}) into {run.folder}")
+    if run.metrics:
+        print(f"test accuracy {_percent(run.metrics['test_accuracy'])}, test loss "
+              f"{run.metrics['test_loss']:.4f} ({run.metrics['count']:,} images)")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -248,14 +267,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     run = load_run(args.run_dir)  # the model is loaded here first, so a bad one fails at once
-    print(f"serving {run.folder} on http://{args.host}:{args.port}/ with {args.workers} "
+    print(f"serving {args.run_dir} on http://{args.host}:{args.port}/ with {args.workers} "
           f"worker{'s' if args.workers > 1 else ''} (Ctrl-C stops)", file=sys.stderr)
     options = {"host": args.host, "port": args.port, "log_level": "warning"}
     try:
         if args.workers == 1:
             uvicorn.run(create_app(run.predictor, run), **options)
         else:  # each worker process imports the app factory and loads the run itself
-            os.environ[RUN_FOR_WORKERS] = str(run.folder.resolve())
+            os.environ[RUN_FOR_WORKERS] = str(Path(args.run_dir).resolve())
             uvicorn.run("digitnet.web.app:app_for_worker", factory=True, workers=args.workers,
                         **options)
     except OSError as exc:
@@ -264,7 +283,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "plot": cmd_plot, "export": cmd_export,
+            "predict": cmd_predict, "plot": cmd_plot, "export": cmd_export, "import": cmd_import,
             "serve": cmd_serve}
 
 

@@ -86,8 +86,14 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Predictor:
-        """From a model file or a run folder holding model.safetensors."""
-        return cls(*load_model(model_path(path)))
+        """From a model file, a run folder holding model.safetensors, or a Keras model file
+        (.keras or .h5; see digitnet.interop.keras_import)."""
+        from .interop.keras_import import load_keras_model, looks_like_keras
+
+        path = model_path(path)
+        if looks_like_keras(path):
+            return cls(*load_keras_model(path))
+        return cls(*load_model(path))
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """float32 (N, 10) logits for (N, 28, 28) or (N, 784) images (see as_unit_batch)."""

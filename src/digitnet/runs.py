@@ -32,7 +32,7 @@ from .predict import MODEL_FILENAME, Predictor
 
 @dataclass(frozen=True)
 class Run:
-    folder: Path
+    folder: Path | None  # None for a model file read on its own
     config: TrainConfig
     history: list[EpochRecord]
     metrics: dict  # metrics.json as written (empty if the run never finished)
@@ -111,8 +111,12 @@ def metrics_summary(metrics: Metrics, history: list[EpochRecord], cfg: TrainConf
 
 
 def load_run(run_dir: str | os.PathLike) -> Run:
-    """Read a finished run folder back (no JAX needed)."""
+    """Read a finished run folder back (no JAX needed). A model file (digitnet's or a Keras
+    one) is read as a run without history or metrics, and without a folder."""
     folder = Path(run_dir)
+    if folder.is_file():
+        predictor = Predictor.load(folder)
+        return Run(None, predictor.config, [], {}, predictor)
     if not folder.is_dir():
         raise ModelFileError(f"{folder} is not a run folder (run `digitnet train --out {folder}`)")
     predictor = Predictor.load(folder / MODEL_FILENAME)
@@ -137,6 +141,8 @@ def plot_run(
     from .plots import save_run_plots
 
     folder = Path(folder)
+    if not folder.is_dir():
+        raise DigitnetError(f"{folder} is not a run folder: plots are drawn into one")
     run = run or load_run(folder)
     if test_probs is None:
         test_probs = run.predictor.probabilities(data.test_images)
@@ -149,3 +155,31 @@ def plot_run(
     except OSError as exc:
         raise DigitnetError(f"cannot write plots into {folder / 'plots'}: "
                             f"{exc.strerror or exc}") from None
+
+
+def import_run(model_file: str | os.PathLike, out_dir: str | os.PathLike,
+               data: MnistData | None = None, input_scale: float | None = None,
+               plots: bool = True) -> Run:
+    """A run folder made from a Keras model file: the model file with its config, and, when
+    `data` is given, the test metrics and plots, so every command works on it."""
+    from .interop.keras_import import load_keras_model
+
+    cfg, weights, results = load_keras_model(model_file, input_scale)
+    folder = _writable_folder(Path(out_dir))
+    _write(folder / "config.json", cfg.to_json() + "\n")
+    predictor = Predictor(cfg, weights, results)
+    summary: dict = {}
+    test_probs = None
+    if data is not None:
+        test_probs = predictor.probabilities(data.test_images)
+        summary = metrics_summary(compute_metrics(test_probs, data.test_labels), [], cfg)
+        _write(folder / "metrics.json", json.dumps({**results, **summary}, indent=1) + "\n")
+        results = {**results, **{k: summary[k] for k in ("test_accuracy", "test_loss")}}
+    try:
+        save_model(folder / MODEL_FILENAME, weights, cfg, results=results)
+    except OSError as exc:
+        raise DigitnetError(f"cannot write the model file: {exc.strerror or exc}") from None
+    run = Run(folder, cfg, [], summary, Predictor(cfg, weights, results))
+    if data is not None and plots:
+        plot_run(folder, data, run=run, test_probs=test_probs)
+    return run

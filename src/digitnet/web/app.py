@@ -97,7 +97,7 @@ def create_app(predictor: Predictor, run: Run | None = None) -> FastAPI:
     its metrics, history and plots; without one, the model file's own results are shown."""
     app = FastAPI(title="digitnet", version="1",
                   description="Handwritten-digit recognition with a network trained on MNIST.")
-    plots = run.folder / "plots" if run else None
+    plots = run.folder / "plots" if run and run.folder else None
     info = {"config": predictor.config.to_dict(),
             "metrics": run.metrics if run else predictor.results,
             "history": [dataclasses.asdict(r) for r in run.history] if run else []}
