@@ -216,6 +216,7 @@ class _Reader:
         self.source, self.model = source, model
         self.items = [(i, c, cfg) for i, (c, cfg) in enumerate(model.layers) if c not in IGNORED]
         self.at = 0
+        self.flat = model.input_shape in (None, (SIDE * SIDE,))  # images as 784 values
 
     def peek(self) -> str | None:
         return self.items[self.at][1] if self.at < len(self.items) else None
@@ -237,8 +238,10 @@ class _Reader:
         while self.peek() in ("Reshape", "Rescaling"):
             index, class_name, config = self.take()
             if class_name == "Reshape":
-                if list(config.get("target_shape", [])) not in ([SIDE, SIDE, 1], [SIDE * SIDE]):
+                target = list(config.get("target_shape", []))
+                if target not in ([SIDE, SIDE, 1], [SIDE * SIDE]):
                     self.refuse(config, class_name, f"reshapes to {config.get('target_shape')}")
+                self.flat = target == [SIDE * SIDE]
                 continue
             offset, factor = config.get("offset", 0.0), config.get("scale", 1.0)
             if offset not in (0, 0.0) or isinstance(factor, bool) \
@@ -293,7 +296,7 @@ class _Reader:
     def mlp(self) -> tuple[TrainConfig, dict[str, np.ndarray]]:
         if self.peek() == "Flatten":
             self.take()
-        elif self.model.input_shape not in (None, (SIDE * SIDE,)) and self.peek() == "Dense":
+        elif not self.flat and self.peek() == "Dense":
             index, class_name, config = self.items[self.at]
             self.refuse(config, class_name, "is applied to the 28x28 image without a Flatten "
                         "before it")
