@@ -7,20 +7,13 @@ its own virtual environment (see speed.py); prints one JSON line of results at t
 Usage: python keras_reference.py MNIST_DIR EPOCHS
 """
 
-import gzip
 import json
 import sys
 import time
 
 import numpy as np
 
-
-def read_idx(path):
-    with gzip.open(path) as fh:
-        content = fh.read()
-    ndim = content[3]
-    shape = [int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(content, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+from reference_idx import read_idx
 
 
 def main():
