@@ -82,19 +82,31 @@ def train_run(
             on_epoch(record)
 
     result = train(cfg, data, on_epoch=record_epoch)
-    predictor = Predictor(cfg, result.weights)
-    test_probs = predictor.probabilities(data.test_images)  # shared by metrics and plots
-    summary = metrics_summary(compute_metrics(test_probs, data.test_labels), history, cfg)
-    _write(folder / "metrics.json", json.dumps(summary, indent=1) + "\n")
+    return _finish_run(folder, cfg, result.weights, history, data, plots=plots)
+
+
+def _finish_run(folder: Path, cfg: TrainConfig, weights: dict[str, np.ndarray],
+                history: list[EpochRecord], data: MnistData | None, *, plots: bool,
+                provenance: dict | None = None) -> Run:
+    """Evaluate on the test set (when `data` is given), write metrics.json, then the model
+    file (written last but the plots: its presence marks a finished run), then the plots."""
+    results = dict(provenance or {})
+    summary: dict = {}
+    test_probs = None
+    if data is not None:
+        test_probs = Predictor(cfg, weights).probabilities(data.test_images)  # metrics, plots
+        summary = {**results, **metrics_summary(
+            compute_metrics(test_probs, data.test_labels), history, cfg)}
+        _write(folder / "metrics.json", json.dumps(summary, indent=1) + "\n")
+        results.update((k, summary[k]) for k in ("test_accuracy", "test_loss"))
     try:
-        save_model(folder / MODEL_FILENAME, result.weights, cfg,
-                   results={k: summary[k] for k in ("test_accuracy", "test_loss")})
+        save_model(folder / MODEL_FILENAME, weights, cfg, results=results)
     except OSError as exc:
         raise DigitnetError(f"cannot write the model file: {exc.strerror or exc}") from None
-    if plots:
-        plot_run(folder, data, run=Run(folder, cfg, history, summary, predictor),
-                 test_probs=test_probs)
-    return Run(folder, cfg, history, summary, predictor)
+    run = Run(folder, cfg, history, summary, Predictor(cfg, weights, results))
+    if data is not None and plots:
+        plot_run(folder, data, run=run, test_probs=test_probs)
+    return run
 
 
 def metrics_summary(metrics: Metrics, history: list[EpochRecord], cfg: TrainConfig) -> dict:
@@ -164,22 +176,7 @@ def import_run(model_file: str | os.PathLike, out_dir: str | os.PathLike,
     `data` is given, the test metrics and plots, so every command works on it."""
     from .interop.keras_import import load_keras_model
 
-    cfg, weights, results = load_keras_model(model_file, input_scale)
+    cfg, weights, provenance = load_keras_model(model_file, input_scale)
     folder = _writable_folder(Path(out_dir))
     _write(folder / "config.json", cfg.to_json() + "\n")
-    predictor = Predictor(cfg, weights, results)
-    summary: dict = {}
-    test_probs = None
-    if data is not None:
-        test_probs = predictor.probabilities(data.test_images)
-        summary = metrics_summary(compute_metrics(test_probs, data.test_labels), [], cfg)
-        _write(folder / "metrics.json", json.dumps({**results, **summary}, indent=1) + "\n")
-        results = {**results, **{k: summary[k] for k in ("test_accuracy", "test_loss")}}
-    try:
-        save_model(folder / MODEL_FILENAME, weights, cfg, results=results)
-    except OSError as exc:
-        raise DigitnetError(f"cannot write the model file: {exc.strerror or exc}") from None
-    run = Run(folder, cfg, [], summary, Predictor(cfg, weights, results))
-    if data is not None and plots:
-        plot_run(folder, data, run=run, test_probs=test_probs)
-    return run
+    return _finish_run(folder, cfg, weights, [], data, plots=plots, provenance=provenance)
