@@ -11,8 +11,6 @@ import json
 import sys
 import time
 
-import numpy as np
-
 from reference_idx import read_idx
 
 
