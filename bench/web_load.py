@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import io
 import os
 import socket
@@ -39,21 +40,21 @@ async def load(url: str, clients: int, total: int, send) -> dict:
     import httpx
 
     latencies: list[float] = []
-    errors = 0
+    errors: collections.Counter = collections.Counter()  # status code or exception name
     remaining = total
 
     async def client(http: httpx.AsyncClient) -> None:
-        nonlocal remaining, errors
+        nonlocal remaining
         while remaining > 0:
             remaining -= 1
             started = time.perf_counter()
             try:
                 response = await send(http, url)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+                if response.status_code != 200:
+                    errors[str(response.status_code)] += 1
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1
             latencies.append(time.perf_counter() - started)
-            errors += not ok
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
@@ -61,7 +62,8 @@ async def load(url: str, clients: int, total: int, send) -> dict:
         await asyncio.gather(*(client(http) for _ in range(clients)))
         elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"requests": len(latencies), "errors": errors, "per_s": len(latencies) / elapsed,
+    return {"requests": len(latencies), "errors": sum(errors.values()), "kinds": dict(errors),
+            "per_s": len(latencies) / elapsed,
             "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
 
@@ -116,7 +118,7 @@ def main() -> None:
         for name, r in (("GET /healthz (reference)", measured["health"]),
                         ("POST /api/predict (320x320 PNG)", measured["predict"])):
             print(f"{workers:>8}  {name:34}{r['per_s']:>9.0f}{r['p50_ms']:>9.1f}"
-                  f"{r['p99_ms']:>9.1f}{r['errors']:>8}")
+                  f"{r['p99_ms']:>9.1f}{r['errors']:>8}  {r['kinds'] or ''}")
     first = results[args.workers[0]]["predict"]["per_s"]
     for workers in args.workers[1:]:
         print(f"predict throughput with {workers} workers = "

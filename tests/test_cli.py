@@ -24,8 +24,12 @@ from conftest import draw_digit
         (["train", "--model", "rnn"], "invalid choice"),
         (["train", "--model", "cnn", "--hidden", "128,64"],
          "--hidden does not apply to --model cnn (its own flags: --conv, --convs-per-block, "
-         "--dense)"),
+         "--pool, --dense)"),
         (["train", "--conv", "32"], "--conv does not apply to --model mlp"),
+        (["train", "--recipe", "cnn", "--hidden", "64"], "--hidden does not apply"),
+        (["train", "--augment-strength", "0.5"], "--augment-strength applies only with --augment"),
+        (["train", "--recipe", "cnn", "--no-augment", "--augment-strength", "0.5"],
+         "--augment-strength applies only with --augment"),
         (["train", "--model", "cnn", "--conv", "8,8,8,8,8"], "at most 4 conv blocks"),
         (["predict", "run"], "give image files or folders, or --test-index"),
         (["nonsense"], "invalid choice"),

@@ -18,8 +18,10 @@ from digitnet.predict import Predictor
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported; no TensorFlow here
 
 CONFIGS = [TrainConfig(hidden=(32, 16)), TrainConfig(model="cnn", conv=(8, 16), dense=(32,)),
-           TrainConfig(model="cnn", conv=(4, 8, 8), convs_per_block=2, dense=())]
-IDS = ["mlp", "cnn", "cnn-deep"]
+           TrainConfig(model="cnn", conv=(4, 8, 8), convs_per_block=2, dense=()),
+           TrainConfig(hidden=(20, 12), activation="tanh"),
+           TrainConfig(model="cnn", conv=(6, 12), dense=(16,), activation="sigmoid", pool="avg")]
+IDS = ["mlp", "cnn", "cnn-deep", "mlp-tanh", "cnn-sigmoid-avg"]
 
 
 def random_weights(cfg, seed=0):
@@ -37,7 +39,7 @@ def keras_probabilities(path, images):
     import keras
 
     model = keras.saving.load_model(path)
-    return model.predict(images.astype(np.float32) / 255, verbose=0, batch_size=len(images))
+    return model.predict(images.astype(np.float32) / 255, verbose=0, batch_size=1000)
 
 
 def onnx_probabilities(path, images):
@@ -94,3 +96,14 @@ def test_a_missing_format_package_names_the_extra(fmt, package, extra, tmp_path,
     monkeypatch.setitem(sys.modules, package, None)  # import fails as if not installed
     with pytest.raises(DigitnetError, match=rf"pip install 'digitnet\[{extra}\]'"):
         export_model(CONFIGS[0], random_weights(CONFIGS[0]), fmt, tmp_path / "m")
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_digitnet_reads_back_its_own_keras_export(cfg, images, tmp_path):
+    weights = random_weights(cfg)
+    path = export_model(cfg, weights, "keras", tmp_path / "model.keras")
+    back = Predictor.load(path)
+    family_fields = ("model", "hidden", "conv", "convs_per_block", "pool", "dense", "activation")
+    assert all(getattr(back.config, f) == getattr(cfg, f) for f in family_fields)
+    for name, array in weights.items():
+        np.testing.assert_array_equal(back.weights[name], array)

@@ -20,6 +20,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported; no Te
 def keras():
     import keras
 
+    keras.utils.set_random_seed(0)
     return keras
 
 
@@ -59,9 +60,26 @@ def keras_probabilities(model, images, raw):
     return out
 
 
+def tanh_avg_pool_cnn(keras):
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input((28, 28)), L.Reshape((28, 28, 1)),
+        L.Conv2D(6, 3, padding="same", activation="tanh"), L.AveragePooling2D(2),
+        L.Conv2D(12, 3, padding="same", activation="tanh"), L.AveragePooling2D(2),
+        L.Flatten(), L.Dense(24, activation="tanh"), L.Dense(10, activation="softmax")])
+
+
+def sigmoid_mlp(keras):
+    L = keras.layers
+    return keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(),
+                             L.Dense(40, activation="sigmoid"), L.Dense(10, activation="softmax")])
+
+
 @pytest.mark.parametrize("build, raw", [(tutorial, False), (rescaling_functional, True),
-                                        (small_cnn, True)],
-                         ids=["tutorial", "functional-rescaling-dropout", "cnn-logits"])
+                                        (small_cnn, True), (tanh_avg_pool_cnn, False),
+                                        (sigmoid_mlp, False)],
+                         ids=["tutorial", "functional-rescaling-dropout", "cnn-logits",
+                              "cnn-tanh-avgpool", "mlp-sigmoid"])
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_a_trained_keras_model_predicts_the_same_through_digitnet(keras, build, raw, suffix,
                                                                   tiny_mnist, tmp_path):
@@ -83,6 +101,8 @@ def test_input_scale_255_reads_a_model_trained_on_raw_pixels(keras, tiny_mnist, 
     from digitnet.interop.keras_import import load_keras_model
 
     model = tutorial(keras)
+    first = model.layers[1]  # a network trained on 0..255 pixels has small first weights
+    first.set_weights([w / 255 if w.ndim == 2 else w for w in first.get_weights()])
     model.save(tmp_path / "raw.keras")
     cfg, weights, results = load_keras_model(tmp_path / "raw.keras", input_scale=255)
     expected = keras_probabilities(model, tiny_mnist.test_images, raw=True)
@@ -141,8 +161,10 @@ def _bad_files(keras, folder):
                                       L.Dense(10), shape=(32, 32)))
     save("lambda.keras", _layers_model(keras, L.Flatten(), L.Lambda(lambda t: t * 2),
                                        L.Dense(16, activation="relu"), L.Dense(10)))
-    save("tanh.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="tanh"),
-                                     L.Dense(10)))
+    save("elu.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="elu"),
+                                    L.Dense(10)))
+    save("mixed.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="relu"),
+                                      L.Dense(16, activation="tanh"), L.Dense(10)))
     save("valid-conv.keras", _layers_model(keras, L.Conv2D(4, 3, activation="relu"),
                                            L.MaxPooling2D(2), L.Flatten(), L.Dense(10),
                                            shape=(28, 28, 1)))
@@ -167,7 +189,8 @@ BAD = {
     "26-outputs.h5": "has 26 outputs; a digit classifier has 10",
     "32x32.keras": "inputs of shape [32, 32]",
     "lambda.keras": "(Lambda) is not supported",
-    "tanh.keras": "uses activation 'tanh'",
+    "elu.keras": "uses activation 'elu'; digitnet's hidden layers use relu, sigmoid, tanh",
+    "mixed.keras": "uses 'tanh' after 'relu'; digitnet's hidden layers all use one activation",
     "valid-conv.keras": "is not a 3x3 'same' convolution",
     "truncated.h5": "damaged HDF5 file",
     "weights-only.h5": "not a whole Keras model",

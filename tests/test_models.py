@@ -23,6 +23,7 @@ CNN_CONFIGS = [
     TrainConfig(model="cnn", conv=(8, 16), dense=(32,), seed=1),
     # odd sides (7 -> 3) when pooling, two convolutions a block, no dense layer
     TrainConfig(model="cnn", conv=(4, 8, 8), convs_per_block=2, dense=(), seed=2),
+    TrainConfig(model="cnn", conv=(6, 12), dense=(16,), activation="tanh", pool="avg", seed=3),
 ]
 
 
@@ -30,8 +31,10 @@ def test_every_family_has_a_config_name_and_a_flax_network():
     assert set(FAMILIES) == set(MODELS) == set(NETWORKS)
 
 
-@pytest.mark.parametrize("cfg", [TrainConfig(hidden=(32, 16), seed=1), *CNN_CONFIGS],
-                         ids=["mlp", "cnn", "cnn-deep"])
+@pytest.mark.parametrize("cfg", [TrainConfig(hidden=(32, 16), seed=1),
+                                 TrainConfig(hidden=(24,), activation="sigmoid", seed=4),
+                                 *CNN_CONFIGS],
+                         ids=["mlp", "mlp-sigmoid", "cnn", "cnn-deep", "cnn-tanh-avg"])
 def test_numpy_inference_matches_the_flax_network(cfg, tiny_mnist):
     model = build_model(cfg)
     images = tiny_mnist.test_images[:40]
@@ -40,7 +43,7 @@ def test_numpy_inference_matches_the_flax_network(cfg, tiny_mnist):
     np.testing.assert_allclose(numpy_logits, flax_logits, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cfg", CNN_CONFIGS, ids=["cnn", "cnn-deep"])
+@pytest.mark.parametrize("cfg", CNN_CONFIGS, ids=["cnn", "cnn-deep", "cnn-tanh-avg"])
 def test_cnn_tensors_are_what_the_family_says(cfg):
     model = build_model(cfg)
     weights = export_weights(model)
@@ -110,6 +113,8 @@ def test_unknown_or_contradicting_family_is_refused(tmp_path, family_name, confi
     ({"model": "cnn", "convs_per_block": 0}, "convs_per_block must be at least 1"),
     ({"model": "cnn", "dense": (0,)}, "dense widths must be positive"),
     ({"hidden": ()}, "hidden widths must be positive"),
+    ({"activation": "elu"}, "activation must be one of relu, sigmoid, tanh"),
+    ({"pool": "avg"}, "pool does not apply to model 'mlp'"),
 ])
 def test_family_fields_are_checked(changes, message):
     with pytest.raises(ConfigError, match=message):

@@ -23,7 +23,7 @@ _EXPORTS = {
     "evaluate": "evaluate", "compute_metrics": "evaluate", "Metrics": "evaluate",
     "Predictor": "predict", "Prediction": "predict",
     "prepare_image": "preprocess", "open_image": "preprocess", "PreparedImage": "preprocess",
-    "save_model": "modelfile", "load_model": "modelfile",
+    "save_model": "modelfile", "load_model": "modelfile", "export_model": "interop",
     "train_run": "runs", "load_run": "runs", "plot_run": "runs", "Run": "runs",
 }
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
                          ModelFileError)
     from .evaluate import Metrics, compute_metrics, evaluate  # noqa: F401
     from .history import EpochRecord  # noqa: F401
+    from .interop import export_model  # noqa: F401
     from .modelfile import load_model, save_model  # noqa: F401
     from .predict import Prediction, Predictor  # noqa: F401
     from .preprocess import PreparedImage, open_image, prepare_image  # noqa: F401

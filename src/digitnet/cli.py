@@ -66,7 +66,10 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError(f"{', '.join(map(_flag, foreign))} does not apply to --model "
                               f"{overrides.get('model', start.model)} (its own flags: "
                               f"{', '.join(map(_flag, own))})")
-        return start.replace(**overrides)
+        cfg = start.replace(**overrides)
+        if "augment_strength" in overrides and not cfg.augment:
+            raise ConfigError("--augment-strength applies only with --augment")
+        return cfg
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 

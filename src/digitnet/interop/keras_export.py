@@ -53,16 +53,18 @@ def _layers(cfg: TrainConfig) -> list[tuple[dict, bool]]:
         side = SIDE
         for n_in, n_out, pool in conv_layout(cfg):
             layers.append((_layer("Conv2D", {"filters": n_out, "kernel_size": [3, 3],
-                                             "padding": "same", "activation": "relu"},
+                                             "padding": "same",
+                                             "activation": cfg.activation},
                                   [None, side, side, n_in]), True))
             if pool:
-                layers.append((_layer("MaxPooling2D", {"pool_size": [2, 2]},
+                pooling = "MaxPooling2D" if cfg.pool == "max" else "AveragePooling2D"
+                layers.append((_layer(pooling, {"pool_size": [2, 2]},
                                       [None, side, side, n_out]), False))
                 side //= 2
         layers.append((_layer("Flatten", {}, [None, side, side, cfg.conv[-1]]), False))
         sizes = (side * side * cfg.conv[-1], *cfg.dense, 10)
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-        layers.append(_dense(n_out, "softmax" if i == len(sizes) - 2 else "relu", n_in))
+        layers.append(_dense(n_out, "softmax" if i == len(sizes) - 2 else cfg.activation, n_in))
     return layers
 
 

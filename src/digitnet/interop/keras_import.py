@@ -6,11 +6,13 @@ full-model `.h5` files of Keras 2 and 3 (a `model_config` attribute and a `model
 group). The model must be Sequential, or Functional in a straight line, and one of digitnet's
 families, layer for layer:
 
-    mlp: [Rescaling] [Flatten] Dense(relu) ... Dense(softmax or linear)
-    cnn: [Reshape to 28x28x1] [Rescaling] (Conv2D(3x3, 'same', relu)... MaxPooling2D(2))...
-         Flatten Dense(relu) ... Dense(softmax or linear)
+    mlp: [Rescaling] [Flatten] Dense(a) ... Dense(softmax or linear)
+    cnn: [Reshape to 28x28x1] [Rescaling] (Conv2D(3x3, 'same', a)... MaxPooling2D(2) or
+         AveragePooling2D(2))... Flatten Dense(a) ... Dense(softmax or linear)
 
-with Dropout anywhere (it does nothing at inference) and an input of 28x28, 28x28x1 or 784
+where a, the activation, is relu, sigmoid or tanh, the same in every hidden layer,
+
+Dropout anywhere (it does nothing at inference) and an input of 28x28, 28x28x1 or 784
 values. Anything else is refused with the layer's name and the reason.
 
 Pixel scale: digitnet feeds networks 0..1 pixels. A Keras model without a Rescaling layer is
@@ -33,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TrainConfig
+from ..config import ACTIVATIONS, TrainConfig
 from ..errors import ConfigError, ModelFileError
 
 SIDE = 28
@@ -217,6 +219,8 @@ class _Reader:
         self.items = [(i, c, cfg) for i, (c, cfg) in enumerate(model.layers) if c not in IGNORED]
         self.at = 0
         self.flat = model.input_shape in (None, (SIDE * SIDE,))  # images as 784 values
+        self.activation: str | None = None  # of the hidden layers, once one is read
+        self.pooling: str | None = None
 
     def peek(self) -> str | None:
         return self.items[self.at][1] if self.at < len(self.items) else None
@@ -261,13 +265,13 @@ class _Reader:
             if class_name != "Dense":
                 self.refuse(config, class_name, "is not supported here (after the convolutions "
                             "and Flatten come Dense layers)" if widths else "is not supported")
-            last = self.peek() is None
-            activation = config.get("activation", "linear")
-            allowed = ("softmax", "linear") if last else ("relu",)
-            if activation not in allowed:
-                self.refuse(config, class_name, f"uses activation {activation!r}; digitnet's "
-                            f"{'output' if last else 'hidden'} layers use "
-                            f"{' or '.join(allowed)}")
+            if self.peek() is None:
+                activation = config.get("activation", "linear")
+                if activation not in ("softmax", "linear"):
+                    self.refuse(config, class_name, f"uses activation {activation!r}; digitnet's "
+                                "output layer is softmax or linear (logits)")
+            else:
+                self.hidden_activation(config, class_name)
             kernel, bias = self.kernel_and_bias(index, config, class_name, 2)
             if kernel.shape[0] != n_in:
                 self.refuse(config, class_name, f"takes {kernel.shape[0]} inputs, not {n_in}")
@@ -281,6 +285,16 @@ class _Reader:
             raise ModelFileError(f"{self.source}: the model has {widths[-1]} outputs; a digit "
                                  "classifier has 10")
         return tuple(widths[:-1]), weights
+
+    def hidden_activation(self, config: dict, class_name: str) -> None:
+        activation = config.get("activation", "linear")
+        if activation not in ACTIVATIONS:
+            self.refuse(config, class_name, f"uses activation {activation!r}; digitnet's hidden "
+                        f"layers use {', '.join(ACTIVATIONS)}")
+        if self.activation not in (None, activation):
+            self.refuse(config, class_name, f"uses {activation!r} after {self.activation!r}; "
+                        "digitnet's hidden layers all use one activation")
+        self.activation = activation
 
     def kernel_and_bias(self, index: int, config: dict, class_name: str, ndim: int):
         arrays = self.model.arrays.get(index, [])
@@ -304,7 +318,7 @@ class _Reader:
         if not hidden:
             raise ModelFileError(f"{self.source}: a model with no hidden layer is not one of "
                                  "digitnet's families")
-        return self._config(model="mlp", hidden=hidden), weights
+        return self._config(model="mlp", hidden=hidden, activation=self.activation), weights
 
     def cnn(self) -> tuple[TrainConfig, dict[str, np.ndarray]]:
         blocks, per_block, weights, convs, channels = [], None, {}, 0, 1
@@ -316,20 +330,25 @@ class _Reader:
                         or config.get("padding", "valid") != "same"
                         or list(config.get("strides", [1, 1])) != [1, 1]
                         or list(config.get("dilation_rate", [1, 1])) != [1, 1]
-                        or config.get("activation") != "relu"
                         or config.get("data_format", "channels_last") != "channels_last"):
                     self.refuse(config, class_name, "is not a 3x3 'same' convolution with "
-                                "stride 1 and ReLU, the only kind digitnet's cnn family has")
+                                "stride 1, the only kind digitnet's cnn family has")
+                self.hidden_activation(config, class_name)
                 kernel, bias = self.kernel_and_bias(index, config, class_name, 4)
                 if kernel.shape[:3] != (3, 3, channels):
                     self.refuse(config, class_name, f"has a kernel of shape {kernel.shape}")
                 weights[f"conv_{convs}.kernel"], weights[f"conv_{convs}.bias"] = kernel, bias
                 channels, convs, in_block = kernel.shape[3], convs + 1, in_block + 1
             index, class_name, config = self.take() if self.peek() else (None, "end", {})
-            if class_name != "MaxPooling2D" or list(config.get("pool_size", [2, 2])) != [2, 2] \
-                    or list(config.get("strides") or [2, 2]) != [2, 2]:
-                self.refuse(config, class_name, "must be MaxPooling2D(2) after each block of "
-                            "convolutions in digitnet's cnn family")
+            pooling = {"MaxPooling2D": "max", "AveragePooling2D": "avg"}.get(class_name)
+            if pooling is None or list(config.get("pool_size", [2, 2])) != [2, 2] \
+                    or list(config.get("strides") or [2, 2]) != [2, 2] \
+                    or config.get("padding", "valid") != "valid":
+                self.refuse(config, class_name, "must be MaxPooling2D(2) or AveragePooling2D(2) "
+                            "after each block of convolutions in digitnet's cnn family")
+            if self.pooling not in (None, pooling):
+                self.refuse(config, class_name, "pools differently from the blocks before it")
+            self.pooling = pooling
             if per_block not in (None, in_block):
                 self.refuse(config, class_name, "ends a block with a different number of "
                             "convolutions than the first block")
@@ -341,7 +360,8 @@ class _Reader:
         side = SIDE >> len(blocks)
         dense, dense_weights = self.dense_stack(side * side * channels)
         return (self._config(model="cnn", conv=tuple(blocks), convs_per_block=per_block,
-                             dense=dense), {**weights, **dense_weights})
+                             pool=self.pooling, dense=dense, activation=self.activation),
+                {**weights, **dense_weights})
 
     def _config(self, **fields) -> TrainConfig:
         try:

@@ -19,6 +19,8 @@ from ..models.cnn import SIDE, conv_layout
 
 OPSET = 17
 INPUT, OUTPUT = "images", "probabilities"
+ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+POOL_OPS = {"max": "MaxPool", "avg": "AveragePool"}
 
 
 class _Graph:
@@ -37,21 +39,22 @@ class _Graph:
         return output
 
 
-def _dense_layers(graph: _Graph, x: str, weights: dict[str, np.ndarray], count: int) -> str:
+def _dense_layers(graph: _Graph, x: str, weights: dict[str, np.ndarray], count: int,
+                  activation: str) -> str:
     for i in range(count):
         x = graph.node("MatMul", [x, graph.constant(f"dense_{i}.kernel",
                                                     weights[f"dense_{i}.kernel"])], f"matmul_{i}")
         x = graph.node("Add", [x, graph.constant(f"dense_{i}.bias", weights[f"dense_{i}.bias"])],
                        f"dense_{i}")
         if i < count - 1:
-            x = graph.node("Relu", [x], f"dense_{i}_relu")
+            x = graph.node(ACTIVATION_OPS[activation], [x], f"dense_{i}_{activation}")
     return x
 
 
 def _mlp(graph: _Graph, cfg: TrainConfig, weights: dict[str, np.ndarray]) -> str:
     flat = graph.node("Reshape", [INPUT, graph.constant("flat_shape", np.array([-1, SIDE * SIDE]))],
                       "flat")
-    return _dense_layers(graph, flat, weights, len(cfg.hidden) + 1)
+    return _dense_layers(graph, flat, weights, len(cfg.hidden) + 1, cfg.activation)
 
 
 def _cnn(graph: _Graph, cfg: TrainConfig, weights: dict[str, np.ndarray]) -> str:
@@ -62,15 +65,16 @@ def _cnn(graph: _Graph, cfg: TrainConfig, weights: dict[str, np.ndarray]) -> str
         x = graph.node("Conv", [x, graph.constant(f"conv_{i}.kernel", kernel),
                                 graph.constant(f"conv_{i}.bias", weights[f"conv_{i}.bias"])],
                        f"conv_{i}", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-        x = graph.node("Relu", [x], f"conv_{i}_relu")
+        x = graph.node(ACTIVATION_OPS[cfg.activation], [x], f"conv_{i}_{cfg.activation}")
         if pool:  # floor mode: an odd last row or column is dropped, as in digitnet
-            x = graph.node("MaxPool", [x], f"pool_{i}", kernel_shape=[2, 2], strides=[2, 2])
+            x = graph.node(POOL_OPS[cfg.pool], [x], f"pool_{i}", kernel_shape=[2, 2],
+                           strides=[2, 2])
     # digitnet flattens in (row, column, channel) order
     x = graph.node("Transpose", [x], "nhwc", perm=[0, 2, 3, 1])
     side = SIDE >> len(cfg.conv)
     flat = graph.node("Reshape", [x, graph.constant(
         "flat_shape", np.array([-1, side * side * cfg.conv[-1]]))], "flat")
-    return _dense_layers(graph, flat, weights, len(cfg.dense) + 1)
+    return _dense_layers(graph, flat, weights, len(cfg.dense) + 1, cfg.activation)
 
 
 BUILDERS = {"mlp": _mlp, "cnn": _cnn}

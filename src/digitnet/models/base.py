@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     from ..config import TrainConfig
 
@@ -39,7 +41,18 @@ class Family:
 
 
 def check_widths(field: str, widths: tuple[int, ...], *, allow_empty: bool = False) -> None:
-    from ..errors import ConfigError
-
     if (not widths and not allow_empty) or any(w < 1 for w in widths):
         raise ConfigError(f"{field} must be positive integers, got {widths!r}")
+
+
+def activate(name: str, x: np.ndarray) -> np.ndarray:
+    """A hidden layer's activation, in place where it can be: 'relu', 'sigmoid' or 'tanh'."""
+    if name == "relu":
+        return np.maximum(x, 0.0, out=x)
+    if name == "tanh":
+        return np.tanh(x, out=x)
+    # sigmoid written through tanh, which cannot overflow: 1 / (1 + e^-x) = (1 + tanh(x/2)) / 2
+    np.tanh(x * 0.5, out=x)
+    x += 1.0
+    x *= 0.5
+    return x

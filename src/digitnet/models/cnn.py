@@ -1,5 +1,6 @@
-"""The convolutional family: blocks of 3x3 convolutions ('same' padding, ReLU) each ending in
-2x2 max-pooling, then ReLU dense layers and 10 outputs.
+"""The convolutional family: blocks of 3x3 convolutions ('same' padding, then the activation:
+ReLU unless chosen otherwise) each ending in 2x2 max- or average-pooling, then dense layers
+with the same activation and 10 outputs.
 
 Images are NHWC (N, 28, 28, 1); kernels are HWIO (3, 3, in, out), as Keras stores them; the
 last block's output is flattened in (row, column, channel) order, as Keras' Flatten does.
@@ -14,7 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..config import NUM_CLASSES, TrainConfig
 from ..errors import ConfigError
-from .base import Family, check_widths
+from .base import Family, activate, check_widths
 from .mlp import dense_forward, dense_shapes
 
 KERNEL = 3
@@ -46,16 +47,17 @@ def patches(x: np.ndarray) -> np.ndarray:
     return windows.transpose(0, 1, 2, 4, 5, 3).reshape(n, h, w, KERNEL * KERNEL * c)
 
 
-def max_pool(x: np.ndarray) -> np.ndarray:
-    """2x2 max-pooling of (N, H, W, C); an odd last row or column is dropped (Keras' 'valid')."""
+def pool(x: np.ndarray, kind: str) -> np.ndarray:
+    """2x2 'max' or 'avg' pooling of (N, H, W, C); an odd last row or column is dropped (Keras'
+    'valid' padding)."""
     n, h, w, c = x.shape
-    x = x[:, : h // 2 * 2, : w // 2 * 2]
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    blocks = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+    return blocks.max(axis=(2, 4)) if kind == "max" else blocks.mean(axis=(2, 4))
 
 
 class CNN(Family):
     name = "cnn"
-    fields = ("conv", "convs_per_block", "dense")
+    fields = ("conv", "convs_per_block", "pool", "dense")
     inference_batch = 256  # the patches of a 256-image batch take ~60 MB at 32 channels
 
     def check(self, cfg: TrainConfig) -> None:
@@ -78,18 +80,18 @@ class CNN(Family):
 
     def logits(self, cfg, weights, images):
         x = images.reshape(len(images), SIDE, SIDE, 1)
-        for i, (n_in, n_out, pool) in enumerate(conv_layout(cfg)):
+        for i, (n_in, n_out, pools) in enumerate(conv_layout(cfg)):
             kernel = weights[f"conv_{i}.kernel"].reshape(KERNEL * KERNEL * n_in, n_out)
-            x = patches(x) @ kernel + weights[f"conv_{i}.bias"]
-            np.maximum(x, 0.0, out=x)
-            if pool:
-                x = max_pool(x)
-        return dense_forward(weights, x.reshape(len(x), -1), len(cfg.dense) + 1)
+            x = activate(cfg.activation, patches(x) @ kernel + weights[f"conv_{i}.bias"])
+            if pools:
+                x = pool(x, cfg.pool)
+        return dense_forward(weights, x.reshape(len(x), -1), len(cfg.dense) + 1, cfg.activation)
 
     def describe(self, cfg: TrainConfig) -> str:
         per_block = f"{cfg.convs_per_block}x" if cfg.convs_per_block > 1 else ""
-        blocks = " ".join(f"{per_block}conv{c}-pool" for c in cfg.conv)
-        return f"28x28 {blocks} dense {'-'.join(map(str, self.dense_sizes(cfg)))}"
+        blocks = " ".join(f"{per_block}conv{c}-{cfg.pool}pool" for c in cfg.conv)
+        shown = "" if cfg.activation == "relu" else f" {cfg.activation}"
+        return f"28x28 {blocks} dense {'-'.join(map(str, self.dense_sizes(cfg)))}{shown}"
 
     def flops(self, cfg: TrainConfig) -> int:
         total, side = 0, SIDE

@@ -1,29 +1,31 @@
-"""The fully connected family: 784 inputs, ReLU hidden layers, 10 outputs (the tutorial's)."""
+"""The fully connected family: 784 inputs, hidden layers (ReLU, sigmoid or tanh), 10 outputs
+(the tutorial's, with ReLU)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..config import IMAGE_PIXELS, NUM_CLASSES, TrainConfig
-from .base import Family, check_widths
+from .base import Family, activate, check_widths
 
 
-def dense_shapes(sizes: tuple[int, ...], first: int = 0) -> dict[str, tuple[int, ...]]:
-    """`dense_{i}.kernel` (in, out) and `dense_{i}.bias` (out,) for widths `sizes`, from i=first."""
+def dense_shapes(sizes: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """`dense_{i}.kernel` (in, out) and `dense_{i}.bias` (out,) for layer widths `sizes`."""
     shapes = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]), start=first):
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
         shapes[f"dense_{i}.kernel"] = (n_in, n_out)
         shapes[f"dense_{i}.bias"] = (n_out,)
     return shapes
 
 
 def dense_forward(weights: dict[str, np.ndarray], h: np.ndarray, layers: int,
-                  first: int = 0) -> np.ndarray:
-    """ReLU between `layers` dense layers, none after the last; h float32 (N, in)."""
-    for i in range(first, first + layers):
+                  activation: str) -> np.ndarray:
+    """`layers` dense layers with `activation` between them, none after the last; h float32
+    (N, in)."""
+    for i in range(layers):
         h = h @ weights[f"dense_{i}.kernel"] + weights[f"dense_{i}.bias"]
-        if i < first + layers - 1:
-            np.maximum(h, 0.0, out=h)
+        if i < layers - 1:
+            h = activate(activation, h)
     return h
 
 
@@ -42,10 +44,11 @@ class MLP(Family):
         return dense_shapes(self.sizes(cfg))
 
     def logits(self, cfg, weights, images):
-        return dense_forward(weights, images, len(cfg.hidden) + 1)
+        return dense_forward(weights, images, len(cfg.hidden) + 1, cfg.activation)
 
     def describe(self, cfg: TrainConfig) -> str:
-        return "-".join(map(str, self.sizes(cfg)))
+        shown = "" if cfg.activation == "relu" else f" {cfg.activation}"
+        return "-".join(map(str, self.sizes(cfg))) + shown
 
     def flops(self, cfg: TrainConfig) -> int:
         sizes = self.sizes(cfg)

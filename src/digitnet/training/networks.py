@@ -21,23 +21,23 @@ from ..models import family
 from ..models.cnn import KERNEL, SIDE, conv_layout
 
 _glorot = nnx.initializers.glorot_uniform()  # Keras' default for Dense and Conv2D kernels
+ACTIVATIONS = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
 
 
 class MLP(nnx.Module):
-    """Fully connected ReLU network: (N, 784) float32 in [0, 1] -> (N, 10) logits.
+    """Fully connected network: (N, 784) float32 in [0, 1] -> (N, 10) logits.
 
     Kernels start Glorot-uniform and biases at zero, as Keras' Dense layers do, so the
     default configuration is the reference network and not merely the same shapes."""
 
     def __init__(self, cfg: TrainConfig, *, rngs: nnx.Rngs):
         sizes = family("mlp").sizes(cfg)
+        self.activation = cfg.activation
         self.layers = nnx.List([nnx.Linear(n_in, n_out, kernel_init=_glorot, rngs=rngs)
                                 for n_in, n_out in zip(sizes, sizes[1:])])
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        for layer in self.layers[:-1]:
-            x = jax.nn.relu(layer(x))
-        return self.layers[-1](x)
+        return _dense_stack(self.layers, ACTIVATIONS[self.activation], x)
 
     def named_params(self) -> dict[str, nnx.Param]:
         return _dense_params(self.layers)
@@ -60,11 +60,11 @@ class Conv3x3(nnx.Module):
         return patches @ kernel.reshape(-1, kernel.shape[-1]) + self.bias[...]
 
 
-def max_pool(x: jax.Array) -> jax.Array:
-    """2x2 max-pooling of (N, H, W, C); an odd last row or column is dropped."""
+def pool(x: jax.Array, kind: str) -> jax.Array:
+    """2x2 'max' or 'avg' pooling of (N, H, W, C); an odd last row or column is dropped."""
     n, h, w, c = x.shape
-    x = x[:, : h // 2 * 2, : w // 2 * 2]
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    blocks = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+    return blocks.max(axis=(2, 4)) if kind == "max" else blocks.mean(axis=(2, 4))
 
 
 class CNN(nnx.Module):
@@ -72,28 +72,33 @@ class CNN(nnx.Module):
 
     def __init__(self, cfg: TrainConfig, *, rngs: nnx.Rngs):
         layout = conv_layout(cfg)
-        self.pools = tuple(pool for _, _, pool in layout)
+        self.activation, self.pool = cfg.activation, cfg.pool
+        self.pools = tuple(pools for _, _, pools in layout)
         self.convs = nnx.List([Conv3x3(n_in, n_out, rngs=rngs) for n_in, n_out, _ in layout])
         sizes = family("cnn").dense_sizes(cfg)
         self.layers = nnx.List([nnx.Linear(n_in, n_out, kernel_init=_glorot, rngs=rngs)
                                 for n_in, n_out in zip(sizes, sizes[1:])])
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        activation = ACTIVATIONS[self.activation]
         x = x.reshape(-1, SIDE, SIDE, 1)
-        for conv, pool in zip(self.convs, self.pools):
-            x = jax.nn.relu(conv(x))
-            if pool:
-                x = max_pool(x)
-        x = x.reshape(x.shape[0], -1)
-        for layer in self.layers[:-1]:
-            x = jax.nn.relu(layer(x))
-        return self.layers[-1](x)
+        for conv, pools in zip(self.convs, self.pools):
+            x = activation(conv(x))
+            if pools:
+                x = pool(x, self.pool)
+        return _dense_stack(self.layers, activation, x.reshape(x.shape[0], -1))
 
     def named_params(self) -> dict[str, nnx.Param]:
         convs = {}
         for i, conv in enumerate(self.convs):
             convs[f"conv_{i}.kernel"], convs[f"conv_{i}.bias"] = conv.kernel, conv.bias
         return {**convs, **_dense_params(self.layers)}
+
+
+def _dense_stack(layers: nnx.List, activation, x: jax.Array) -> jax.Array:
+    for layer in layers[:-1]:
+        x = activation(layer(x))
+    return layers[-1](x)
 
 
 def _dense_params(layers: nnx.List) -> dict[str, nnx.Param]:
