@@ -68,24 +68,26 @@ def _layers(cfg: TrainConfig) -> list[tuple[dict, bool]]:
     return layers
 
 
-def _snake_case(name: str) -> str:
-    """As Keras names layers: Dense -> dense, Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+def keras_layer_names(class_names: list[str]) -> list[str]:
+    """The names Keras gives layers of these classes, in order, and under which a `.keras`
+    file stores their weights: the class in snake case, then _1, _2, ... per class
+    (Dense -> dense, dense_1; Conv2D -> conv2d; MaxPooling2D -> max_pooling2d)."""
+    seen: dict[str, int] = {}
+    names = []
+    for class_name in class_names:
+        base = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+        base = re.sub(r"([a-z])([A-Z])", r"\1_\2", base).lower()
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        names.append(base if count == 0 else f"{base}_{count}")
+    return names
 
 
 def _named(layers: list[tuple[dict, bool]]) -> list[tuple[str, dict, bool]]:
-    """Keras' automatic names: the class in snake case, then _1, _2, ... per class."""
-    seen: dict[str, int] = {}
-    named = []
-    for layer, has_weights in layers:
-        base = _snake_case(layer["class_name"])
-        count = seen.get(base, 0)
-        seen[base] = count + 1
-        name = base if count == 0 else f"{base}_{count}"
+    names = keras_layer_names([layer["class_name"] for layer, _ in layers])
+    for name, (layer, _) in zip(names, layers):
         layer["config"]["name"] = name
-        named.append((name, layer, has_weights))
-    return named
+    return [(name, layer, has_weights) for name, (layer, has_weights) in zip(names, layers)]
 
 
 def _weights_file(named: list[tuple[str, dict, bool]], cfg: TrainConfig,

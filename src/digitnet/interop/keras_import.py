@@ -176,21 +176,15 @@ def _check_straight_line(path: Path, layers: list[dict]) -> None:
         previous = name
 
 
-def _snake_case(name: str) -> str:
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def _weight_paths(model: KerasModel):
     """(layer index, path in model.weights.h5) of the layers that hold weights: Keras names
     the paths by class, in the config's order (dense, dense_1, ...), not by layer name."""
-    seen: dict[str, int] = {}
-    for index, (class_name, _) in enumerate(model.layers):
-        base = _snake_case(class_name)
-        count = seen.get(base, 0)
-        seen[base] = count + 1
+    from .keras_export import keras_layer_names
+
+    names = keras_layer_names([class_name for class_name, _ in model.layers])
+    for index, ((class_name, _), name) in enumerate(zip(model.layers, names)):
         if class_name in ("Dense", "Conv2D"):
-            yield index, base if count == 0 else f"{base}_{count}"
+            yield index, name
 
 
 def keras_to_digitnet(model: KerasModel, source: str, input_scale: float | None = None
