@@ -197,3 +197,18 @@ def test_ctrl_c_during_training_exits_130_and_leaves_no_model(tmp_path, tiny_mni
     assert "interrupted" in capsys.readouterr().err
     assert (tmp_path / "run" / "history.csv").exists()
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_export_of_a_trained_mlp_predicts_the_same_over_the_test_set(trained_run, real_mnist,
+                                                                     tmp_path):
+    from test_interop import keras_probabilities, onnx_probabilities
+
+    from digitnet.predict import Predictor
+
+    images = real_mnist.test_images
+    expected = Predictor.load(trained_run).probabilities(images)
+    for fmt, read in (("keras", keras_probabilities), ("onnx", onnx_probabilities)):
+        assert main(["export", str(trained_run), "--format", fmt,
+                     "--out", str(tmp_path / f"m.{fmt}")]) == 0
+        assert np.abs(read(tmp_path / f"m.{fmt}", images) - expected).max() <= 1e-5, fmt

@@ -154,7 +154,10 @@ def _bad_files(keras, folder):
     save("batchnorm.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="relu"),
                                           L.BatchNormalization(), L.Dense(10)))
     save("one-output.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="relu"),
-                                           L.Dense(1, activation="sigmoid")))
+                                           L.Dense(1)))
+    save("sigmoid-output.keras", _layers_model(keras, L.Flatten(),
+                                               L.Dense(16, activation="relu"),
+                                               L.Dense(10, activation="sigmoid")))
     save("26-outputs.h5", _layers_model(keras, L.Flatten(), L.Dense(16, activation="relu"),
                                         L.Dense(26, activation="softmax")))
     save("32x32.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="relu"),
@@ -185,7 +188,8 @@ def _bad_files(keras, folder):
 
 BAD = {
     "batchnorm.keras": "'batch_normalization' (BatchNormalization) is not supported",
-    "one-output.keras": "uses activation 'sigmoid'",
+    "one-output.keras": "has 1 outputs; a digit classifier has 10",
+    "sigmoid-output.keras": "uses activation 'sigmoid'; digitnet's output layer is softmax",
     "26-outputs.h5": "has 26 outputs; a digit classifier has 10",
     "32x32.keras": "inputs of shape [32, 32]",
     "lambda.keras": "(Lambda) is not supported",
