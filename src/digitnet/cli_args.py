@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import RECIPES, TrainConfig
+from .interop import EXPORT_FORMATS
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("export", help="write a trained model as a Keras or ONNX file")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder, model file or Keras model file")
-    p.add_argument("--format", required=True, choices=["keras", "onnx"],
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS,
                    help="keras: a Keras 3 .keras file; onnx: an ONNX graph (opset 17)")
     p.add_argument("--out", type=Path, required=True, help="file to write")
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..config import TrainConfig
 from ..errors import DigitnetError
+
+if TYPE_CHECKING:  # the command line reads EXPORT_FORMATS without loading NumPy
+    import numpy as np
+
+    from ..config import TrainConfig
 
 EXPORT_FORMATS = ("keras", "onnx")
 

@@ -37,8 +37,8 @@ import numpy as np
 
 from ..config import ACTIVATIONS, TrainConfig
 from ..errors import ConfigError, ModelFileError
+from ..models.cnn import SIDE
 
-SIDE = 28
 IGNORED = {"InputLayer", "Dropout"}  # no work at inference
 INPUT_SHAPES = ((SIDE, SIDE), (SIDE, SIDE, 1), (SIDE * SIDE,))
 
