@@ -1,10 +1,8 @@
 """Network families: one description each, the same network in Flax and in NumPy, and model
 files of every format version this digitnet reads."""
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +16,6 @@ from digitnet.models import FAMILIES, family
 from digitnet.predict import Predictor
 from digitnet.training.networks import NETWORKS, build_model, export_weights, import_weights
 
-FIXTURES = Path(__file__).parent / "fixtures"
 CNN_CONFIGS = [
     TrainConfig(model="cnn", conv=(8, 16), dense=(32,), seed=1),
     # odd sides (7 -> 3) when pooling, two convolutions a block, no dense layer
@@ -75,14 +72,36 @@ def test_a_cnn_model_file_round_trips(tmp_path, tiny_mnist):
         Predictor.load(tmp_path / "cnn.safetensors").probabilities(tiny_mnist.test_images))
 
 
-def test_format_1_model_files_still_load_and_predict_the_same():
-    # Written by digitnet before model families existed (tests/fixtures/README.md).
-    cfg, weights, results = load_model(FIXTURES / "format1-mlp.safetensors")
+# The metadata digitnet 0.1.0 (commit 3466e11, before model families) wrote, byte for byte:
+# format version 1, no family, and the config's keys of that release.
+FORMAT_1_METADATA = {
+    "format": "digitnet-model", "format_version": "1", "results": '{"test_accuracy": 0.1}',
+    "config": '{\n  "adam_form": "keras",\n  "augment": false,\n  "batch_size": 32,\n  '
+              '"epochs": 1,\n  "hidden": [\n    3\n  ],\n  "label_smoothing": 0.0,\n  '
+              '"lr": 0.001,\n  "lr_schedule": "constant",\n  "model": "mlp",\n  "seed": 0,\n'
+              '  "val_fraction": 0.1,\n  "validate_on": "last"\n}',
+}
+
+
+def test_format_1_model_files_still_load_and_predict_the_same(tmp_path):
+    from safetensors.numpy import save
+
+    rng = np.random.default_rng(12)
+    weights = {"dense_0.kernel": rng.normal(0, 0.05, (784, 3)).astype(np.float32),
+               "dense_0.bias": rng.normal(0, 0.1, 3).astype(np.float32),
+               "dense_1.kernel": rng.normal(0, 0.5, (3, 10)).astype(np.float32),
+               "dense_1.bias": rng.normal(0, 0.1, 10).astype(np.float32)}
+    (tmp_path / "old.safetensors").write_bytes(save(weights, metadata=FORMAT_1_METADATA))
+    cfg, loaded, results = load_model(tmp_path / "old.safetensors")
     assert (cfg.model, cfg.hidden, results) == ("mlp", (3,), {"test_accuracy": 0.1})
-    expected = json.loads((FIXTURES / "format1-mlp.expected.json").read_text())
-    images = np.random.default_rng(0).integers(0, 256, (4, 784), dtype=np.uint8)
-    probs = Predictor.load(FIXTURES / "format1-mlp.safetensors").probabilities(images)
-    np.testing.assert_allclose(probs, expected["probabilities"], rtol=1e-6, atol=1e-7)
+    # what version 1 computed: 784 -> relu(3) -> 10 -> softmax, written out here in NumPy
+    images = rng.integers(0, 256, (4, 784), dtype=np.uint8)
+    hidden = np.maximum(images / 255 @ weights["dense_0.kernel"] + weights["dense_0.bias"], 0)
+    logits = hidden @ weights["dense_1.kernel"] + weights["dense_1.bias"]
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    probs = Predictor.load(tmp_path / "old.safetensors").probabilities(images)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
 
 
 def _write(path, weights, metadata):
