@@ -70,7 +70,9 @@ def test_learns_synthetic_digits_and_reports_history(tiny_mnist):
     seen = []
     cfg = TrainConfig(epochs=15, lr=3e-3, seed=0)
     result = train(cfg, tiny_mnist, on_epoch=seen.append)
-    assert [r.epoch for r in result.history] == list(range(1, 16)) and seen == result.history
+    assert [r.epoch for r in result.history] == list(range(1, 16))
+    assert seen[:-1] == result.history[:-1] and seen[-1].noted("kept") == result.history[-1]
+    assert (result.kept_epoch, result.stop_reason) == (15, "trained all 15 epochs")
     assert result.history[-1].train_loss < result.history[0].train_loss / 3
     assert result.history[-1].val_accuracy > 0.85
     accuracy = (Predictor(result.config, result.weights).probabilities(tiny_mnist.test_images)

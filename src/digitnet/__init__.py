@@ -19,7 +19,8 @@ _EXPORTS = {
     "parse_idx": "data", "write_idx": "data",
     "EpochRecord": "history",
     "train": "training", "TrainResult": "training", "limit_xla_to_one_core": "training",
-    "enable_compilation_cache": "training",
+    "enable_compilation_cache": "training", "training_speedups": "training",
+    "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "resume_run": "runs",
     "evaluate": "evaluate", "compute_metrics": "evaluate", "Metrics": "evaluate",
     "Predictor": "predict", "Prediction": "predict",
     "prepare_image": "preprocess", "open_image": "preprocess", "PreparedImage": "preprocess",
@@ -44,6 +45,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
+    from .checkpoint import Checkpoint, load_checkpoint  # noqa: F401
     from .config import TrainConfig, recipe  # noqa: F401
     from .data import MnistData, load_mnist, parse_idx, write_idx  # noqa: F401
     from .download import download_mnist  # noqa: F401
@@ -55,6 +57,6 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .modelfile import load_model, save_model  # noqa: F401
     from .predict import Prediction, Predictor  # noqa: F401
     from .preprocess import PreparedImage, open_image, prepare_image  # noqa: F401
-    from .runs import Run, load_run, plot_run, train_run  # noqa: F401
+    from .runs import Run, load_run, plot_run, resume_run, train_run  # noqa: F401
     from .training import (TrainResult, enable_compilation_cache,  # noqa: F401
-                           limit_xla_to_one_core, train)
+                           limit_xla_to_one_core, train, training_speedups)

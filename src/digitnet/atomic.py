@@ -1,5 +1,6 @@
 """Atomic file writes: a temporary file in the target folder, flushed, then renamed over the
-target. A crash, Ctrl-C or full disk leaves the old file (or none), never half a file."""
+target, and the folder synced. A crash, Ctrl-C, power loss or full disk leaves the old file
+(or none), never half a file."""
 
 from __future__ import annotations
 
@@ -23,3 +24,19 @@ def atomic_write(path: Path, content: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (it lives in the folder's entries), where the platform
+    allows a folder to be synced."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not supported here (some file systems, Windows): the rename is still atomic
+    finally:
+        os.close(fd)

@@ -55,11 +55,16 @@ def _flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
+def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration flags given on the command line."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in fields}
+    return {k: v for k, v in vars(args).items() if k in fields}
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    overrides = _config_overrides(args)
     try:
-        start = recipe(args.recipe)
+        start = recipe(args.recipe or "tutorial")
         own = family(overrides.get("model", start.model)).fields
         foreign = sorted((set(overrides) & family_fields()) - set(own))
         if foreign:  # refused even where the value given is the default
@@ -77,35 +82,56 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .runs import train_run
-    from .training import limit_xla_to_one_core, runs_best_on_one_core, validation_size
+    from .runs import resume_point, resume_run, train_run
+    from .training import training_speedups, validation_size
 
-    cfg = _train_config(args)
-    if runs_best_on_one_core(cfg):
-        limit_xla_to_one_core()
-    out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    data = _load_data(args)
-    n_val = validation_size(cfg, len(data.train_images))
-    validation = (f"{n_val:,} held out for validation" if n_val
-                  else "validating on the test set")
-    network = family(cfg).describe(cfg)
-    print(f"training {cfg.model} {network} on "
-          f"{len(data.train_images) - n_val:,} images ({validation}), {cfg.epochs} epochs of "
-          f"batch {cfg.batch_size}; run folder {out}", file=sys.stderr)
-    bar = tqdm(total=cfg.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+    if args.resume is not None:
+        given = [_flag(f) for f in _config_overrides(args)]
+        given += [flag for flag, value in (("--recipe", args.recipe), ("--out", args.out))
+                  if value is not None]
+        if given:
+            raise UsageError(f"--resume goes on with the run's own config and folder: drop "
+                             f"{', '.join(given)}")
+        cfg, checkpoint = resume_point(args.resume)
+        done = checkpoint.epoch if checkpoint else 0
+        out = args.resume
+    else:
+        cfg, done = _train_config(args), 0
+        out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    with training_speedups(cfg):  # before MNIST is loaded: it may pin XLA to one core
+        data = _load_data(args)
+        n_val = validation_size(cfg, len(data.train_images))
+        validation = (f"{n_val:,} held out for validation" if n_val
+                      else "validating on the test set")
+        network = family(cfg).describe(cfg)
+        start = f"resuming after epoch {done} of {cfg.epochs}" if args.resume else "training"
+        print(f"{start} {cfg.model} {network} on {len(data.train_images) - n_val:,} images "
+              f"({validation}), {cfg.epochs} epochs of batch {cfg.batch_size}; run folder {out}",
+              file=sys.stderr)
+        bar = tqdm(total=cfg.epochs, initial=done, unit="epoch", file=sys.stderr,
+                   dynamic_ncols=True)
 
-    def show(record) -> None:
-        bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=_percent(record.train_accuracy),
-                        val_loss=f"{record.val_loss:.4f}", val_acc=_percent(record.val_accuracy))
-        bar.update(1)
-        if record.epoch == cfg.epochs:
-            bar.close()  # before evaluation and plotting print anything
+        def show(record) -> None:
+            bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=_percent(record.train_accuracy),
+                            val_loss=f"{record.val_loss:.4f}",
+                            val_acc=_percent(record.val_accuracy))
+            bar.update(1)
 
-    try:
-        run = train_run(cfg, out, data, on_epoch=show, plots=not args.no_plots)
-    finally:
-        bar.close()
+        try:
+            if args.resume is not None:
+                run = resume_run(out, data, on_epoch=show, plots=not args.no_plots)
+            else:
+                run = train_run(cfg, out, data, on_epoch=show, plots=not args.no_plots)
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"digitnet: interrupted; `digitnet train --resume {out}` goes on from the "
+                  "last finished epoch", file=sys.stderr)
+            return 130
+        finally:
+            bar.close()
     m = run.metrics
+    if cfg.chooses_epoch:
+        print(f"{m['stop_reason']}; kept the weights of epoch {m['kept_epoch']}")
     print(f"test accuracy {_percent(m['test_accuracy'])}, test loss {m['test_loss']:.4f} "
           f"({m['count']:,} images)")
     plots = "" if args.no_plots else f"; plots in {run.folder / 'plots'}"

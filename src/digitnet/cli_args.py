@@ -68,10 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(p)
 
     p = commands.add_parser("train", help="train a network and save a run folder")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="tutorial",
-                   help="starting configuration; flags below override it")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="starting configuration; flags below override it (default: tutorial)")
     _add_config_flags(p)
     p.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="go on with an interrupted run from its last finished epoch, with the "
+                        "config stored in it (no --recipe, --out or configuration flags)")
     p.add_argument("--no-plots", action="store_true", help="skip drawing the plots")
     _add_data_flags(p)
 

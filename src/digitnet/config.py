@@ -23,6 +23,8 @@ LR_SCHEDULES = ("constant", "onecycle")
 ADAM_FORMS = ("keras", "paper")  # where Adam's epsilon goes: see optim.py
 ACTIVATIONS = ("relu", "sigmoid", "tanh")  # of the hidden layers (the output is softmax)
 POOLS = ("max", "avg")
+MONITORS = ("val_loss", "val_accuracy")  # what early stopping and --keep best watch
+KEEP = ("last", "best")
 
 
 def _opt(help: str, **extra: Any) -> Any:
@@ -100,6 +102,21 @@ class TrainConfig:
             choices=VALIDATE_ON,
         ),
     )
+    early_stopping: int = field(
+        default=0,
+        metadata=_opt("stop after this many epochs in a row without improvement of --monitor "
+                      "(0 = train every epoch)"),
+    )
+    monitor: str = field(
+        default="val_loss",
+        metadata=_opt("the validation number early stopping and --keep best watch",
+                      choices=MONITORS),
+    )
+    keep: str = field(
+        default="last",
+        metadata=_opt("which epoch's weights become the model: the 'last' trained, or the "
+                      "'best' by --monitor", choices=KEEP),
+    )
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -133,6 +150,23 @@ class TrainConfig:
             raise ConfigError(
                 f"validate_on must be one of {', '.join(VALIDATE_ON)}, not {self.validate_on!r}"
             )
+        if self.early_stopping < 0:
+            raise ConfigError(f"early_stopping must be 0 (off) or a number of epochs, got "
+                              f"{self.early_stopping}")
+        if self.monitor not in MONITORS:
+            raise ConfigError(f"monitor must be one of {', '.join(MONITORS)}, not "
+                              f"{self.monitor!r}")
+        if self.keep not in KEEP:
+            raise ConfigError(f"keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
+        if self.chooses_epoch and self.validate_on == "test":
+            raise ConfigError("early stopping and keep='best' choose an epoch by its validation "
+                              "result, and validate_on='test' would make the test set choose "
+                              "what it then reports on: validate on 'last' or 'split'")
+
+    @property
+    def chooses_epoch(self) -> bool:
+        """Whether validation decides which epochs train or which one becomes the model."""
+        return self.early_stopping > 0 or self.keep == "best"
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

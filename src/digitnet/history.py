@@ -17,7 +17,10 @@ from .errors import ModelFileError
 class EpochRecord:
     """What one epoch did. Accuracies are fractions in [0, 1]; losses are mean cross-entropy
     in nats; lr is the learning rate at the epoch's last step; seconds is the wall time since
-    the previous epoch's record (the first's since training started), so they add up."""
+    the previous epoch's record (the first's since training started), so they add up.
+    note says what else happened at that epoch, "; "-separated: "resumed" (the first epoch a
+    resumed run trained), "kept" (its weights became the model), "stopped early" (the last
+    epoch, when early stopping ended the training)."""
 
     epoch: int
     train_loss: float
@@ -26,14 +29,42 @@ class EpochRecord:
     val_accuracy: float
     lr: float
     seconds: float
+    note: str = ""
+
+    def noted(self, note: str) -> EpochRecord:
+        """This record with `note` added to its notes."""
+        return dataclasses.replace(self, note=f"{self.note}; {note}" if self.note else note)
 
 
 FIELDS = [f.name for f in dataclasses.fields(EpochRecord)]
 
 
+def history_rows(history: list[EpochRecord]) -> list[dict]:
+    return [dataclasses.asdict(r) for r in history]
+
+
+def history_from_rows(rows, source: str) -> list[EpochRecord]:
+    """Records from history_rows()' output (read back from JSON); raises ModelFileError
+    naming `source` unless they are the epochs 1, 2, ... in order."""
+    try:
+        history = [EpochRecord(**row) for row in rows]
+    except TypeError as exc:
+        raise ModelFileError(f"{source} is damaged: {exc}") from None
+    for record in history:
+        for name in FIELDS:
+            value = getattr(record, name)
+            kind = {"epoch": int, "note": str}.get(name, (int, float))
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ModelFileError(f"{source} is damaged: {name} of epoch {record.epoch!r} "
+                                     f"is {value!r}")
+    if [r.epoch for r in history] != list(range(1, len(history) + 1)):
+        raise ModelFileError(f"{source} is damaged: its epochs are not 1, 2, ... in order")
+    return history
+
+
 def write_history(folder: Path, history: list[EpochRecord]) -> None:
     """Write history.csv and history.json into `folder`, each atomically."""
-    rows = [dataclasses.asdict(r) for r in history]
+    rows = history_rows(history)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -48,6 +79,9 @@ def read_history(folder: Path) -> list[EpochRecord]:
     if not path.exists():
         return []
     try:
-        return [EpochRecord(**row) for row in json.loads(path.read_text())]
-    except (ValueError, TypeError) as exc:
+        rows = json.loads(path.read_text())
+    except ValueError as exc:
         raise ModelFileError(f"{path} is damaged: {exc}") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ModelFileError(f"{path} is damaged: not a list of epochs")
+    return history_from_rows(rows, str(path))

@@ -39,7 +39,7 @@ def save_model(
     """Write weights + config (+ results such as test accuracy) atomically to `path`."""
     from safetensors.numpy import save
 
-    _check_weights(weights, cfg, source="weights to save")
+    check_weights(weights, cfg, source="weights to save")
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -53,21 +53,9 @@ def save_model(
 
 def load_model(path: str | os.PathLike) -> tuple[TrainConfig, dict[str, np.ndarray], dict]:
     """Read a model file: (config, float32 weights, results). Raises ModelFileError."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
     path = Path(path)
-    try:
-        content = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"no model file at {path}: train one with `digitnet train`") from None
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        weights = load(content)
-        metadata = _read_metadata(content)
-    except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path} is not a safetensors model file ({exc})") from None
+    weights, metadata = read_safetensors(path, "model file",
+                                         missing="train one with `digitnet train`")
     if metadata.get("format") != FORMAT:
         raise ModelFileError(f"{path} is a safetensors file but not a digitnet model")
     version = metadata.get("format_version")
@@ -90,8 +78,28 @@ def load_model(path: str | os.PathLike) -> tuple[TrainConfig, dict[str, np.ndarr
     if cfg.model != name:
         raise ModelFileError(f"{path} has damaged metadata: family {name!r} but a "
                              f"{cfg.model!r} config")
-    _check_weights(weights, cfg, source=str(path))
+    check_weights(weights, cfg, source=str(path))
     return cfg, weights, results
+
+
+def read_safetensors(path: Path, noun: str, *, missing: str) -> tuple[dict[str, np.ndarray],
+                                                                      dict[str, str]]:
+    """The arrays and string metadata of the safetensors `noun` ("model file") at `path`;
+    ModelFileError if it is unreadable or no safetensors file, or, when there is no file,
+    saying what to do (`missing`)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"no {noun} at {path}: {missing}") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return load(content), _read_metadata(content)
+    except (SafetensorError, ValueError) as exc:
+        raise ModelFileError(f"{path} is not a safetensors {noun} ({exc})") from None
 
 
 def _read_metadata(content: bytes) -> dict[str, str]:
@@ -102,7 +110,7 @@ def _read_metadata(content: bytes) -> dict[str, str]:
     return header.get("__metadata__") or {}
 
 
-def _check_weights(weights: dict[str, np.ndarray], cfg: TrainConfig, *, source: str) -> None:
+def check_weights(weights: dict[str, np.ndarray], cfg: TrainConfig, *, source: str) -> None:
     expected = weight_shapes(cfg)
     if set(weights) != set(expected):
         missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))

@@ -1,13 +1,17 @@
 """Run folders: what `digitnet train` leaves behind, and reading it back.
 
-    RUN_DIR/config.json         resolved TrainConfig
-    RUN_DIR/history.csv, .json  one row per finished epoch (written after every epoch)
-    RUN_DIR/metrics.json        test-set metrics (test_accuracy, test_loss, confusion, ...)
-    RUN_DIR/model.safetensors   weights + config + results; written last, atomically
+    RUN_DIR/config.json              resolved TrainConfig
+    RUN_DIR/checkpoint.safetensors   the training after the last finished epoch (written
+                                     after every epoch; removed once the model is saved)
+    RUN_DIR/history.csv, .json       one row per finished epoch (written after every epoch)
+    RUN_DIR/metrics.json             test-set metrics (test_accuracy, test_loss, confusion,
+                                     kept_epoch, stop_reason, ...)
+    RUN_DIR/model.safetensors        weights + config + results; written last, atomically
     RUN_DIR/plots/*.png
 
-An interrupted or failed run keeps its config and the history of finished epochs, and has no
-model file, so nothing half-trained can be mistaken for a result.
+Every file is written atomically. An interrupted or failed run keeps its config, the history
+and the checkpoint of its finished epochs, and has no model file, so nothing half-trained
+can be mistaken for a result; `resume_run` goes on from the checkpoint.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from typing import Callable
 import numpy as np
 
 from .atomic import atomic_write
+from .checkpoint import CHECKPOINT_FILENAME, Checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import MnistData
-from .errors import DigitnetError, ModelFileError
+from .errors import ConfigError, DigitnetError, ModelFileError
 from .evaluate import Metrics, compute_metrics
 from .history import EpochRecord, read_history, write_history
 from .modelfile import save_model
@@ -69,34 +74,115 @@ def train_run(
     plots: bool = True,
 ) -> Run:
     """Train, evaluate on the test set, save the model (and plots) into `out_dir`."""
-    from .training import train  # imports JAX; reading runs back does not need it
-
     folder = _writable_folder(Path(out_dir))
     _write(folder / "config.json", cfg.to_json() + "\n")
-    history: list[EpochRecord] = []
+    return _train_into(folder, cfg, data, on_epoch, plots, resume=None)
+
+
+def resume_point(run_dir: str | os.PathLike) -> tuple[TrainConfig, Checkpoint | None]:
+    """The config of the interrupted run in `run_dir` and its last checkpoint (None when no
+    epoch had finished). Raises DigitnetError for a finished run, a folder that is not a run,
+    or a damaged checkpoint; nothing in the folder is changed."""
+    folder = Path(run_dir)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ModelFileError(f"{folder} is not a run folder (it has no config.json): nothing "
+                             "to resume")
+    if (folder / MODEL_FILENAME).exists():
+        raise DigitnetError(f"{folder} is a finished run (it has its {MODEL_FILENAME}): "
+                            "nothing to resume")
+    try:
+        cfg = TrainConfig.from_json(config_path.read_text())
+    except (ConfigError, OSError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{config_path} is damaged: {exc}") from None
+    checkpoint_path = folder / CHECKPOINT_FILENAME
+    if checkpoint_path.exists():
+        checkpoint = load_checkpoint(checkpoint_path)
+        if checkpoint.config != cfg:
+            raise ModelFileError(f"{checkpoint_path} and {config_path} hold different configs")
+        return cfg, checkpoint
+    finished = read_history(folder)
+    if finished:
+        raise ModelFileError(f"{folder} has {len(finished)} finished epochs but no "
+                             f"{CHECKPOINT_FILENAME} (a run made before checkpoints, or the "
+                             "file was removed): train it again")
+    return cfg, None
+
+
+def resume_run(
+    run_dir: str | os.PathLike,
+    data: MnistData,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    plots: bool = True,
+) -> Run:
+    """Go on with the interrupted run in `run_dir` from its last finished epoch, with the
+    config stored there, and finish it as train_run would have (see resume_point)."""
+    cfg, checkpoint = resume_point(run_dir)
+    folder = Path(run_dir)
+    _writable_folder(folder)
+    for unfinished in folder.glob(".*.tmp"):  # atomic writes a killed process cut short
+        unfinished.unlink(missing_ok=True)
+    return _train_into(folder, cfg, data, on_epoch, plots, resume=checkpoint)
+
+
+def _train_into(folder: Path, cfg: TrainConfig, data: MnistData,
+                on_epoch: Callable[[EpochRecord], None] | None, plots: bool,
+                resume: Checkpoint | None) -> Run:
+    """Train in `folder`, writing the checkpoint and then the history after every epoch,
+    and finish the run."""
+    from .training import train  # imports JAX; reading runs back does not need it
+
+    checkpoint_path = folder / CHECKPOINT_FILENAME
+
+    def write_checkpoint(checkpoint: Checkpoint) -> None:
+        try:
+            save_checkpoint(checkpoint_path, checkpoint)
+        except OSError as exc:
+            kept = (f"the checkpoint of epoch {checkpoint.epoch - 1} is intact; "
+                    if checkpoint.epoch > 1 else "")
+            raise DigitnetError(f"cannot write {checkpoint_path}: {exc.strerror or exc} "
+                                f"({kept}make room and `digitnet train --resume {folder}`)"
+                                ) from None
+
+    history = list(resume.history) if resume is not None else []
 
     def record_epoch(record: EpochRecord) -> None:
         history.append(record)
-        write_history(folder, history)
+        _write_history(folder, history)
         if on_epoch is not None:
             on_epoch(record)
 
-    result = train(cfg, data, on_epoch=record_epoch)
-    return _finish_run(folder, cfg, result.weights, history, data, plots=plots)
+    result = train(cfg, data, on_epoch=record_epoch, resume=resume,
+                   on_checkpoint=write_checkpoint)
+    _write_history(folder, result.history)  # with the notes of the kept epoch and the stop
+    run = _finish_run(folder, cfg, result.weights, result.history, data, plots=plots,
+                      training=(result.kept_epoch, result.stop_reason))
+    checkpoint_path.unlink(missing_ok=True)  # the model file now holds what it was for
+    return run
+
+
+def _write_history(folder: Path, history: list[EpochRecord]) -> None:
+    try:
+        write_history(folder, history)
+    except OSError as exc:
+        raise DigitnetError(f"cannot write the history into {folder}: "
+                            f"{exc.strerror or exc}") from None
 
 
 def _finish_run(folder: Path, cfg: TrainConfig, weights: dict[str, np.ndarray],
                 history: list[EpochRecord], data: MnistData | None, *, plots: bool,
-                provenance: dict | None = None) -> Run:
+                provenance: dict | None = None,
+                training: tuple[int, str] | None = None) -> Run:
     """Evaluate on the test set (when `data` is given), write metrics.json, then the model
-    file (written last but the plots: its presence marks a finished run), then the plots."""
+    file (written last but the plots: its presence marks a finished run), then the plots.
+    `training` is (kept epoch, stop reason) for a run digitnet trained."""
     results = dict(provenance or {})
     summary: dict = {}
     test_probs = None
     if data is not None:
         test_probs = Predictor(cfg, weights).probabilities(data.test_images)  # metrics, plots
         summary = {**results, **metrics_summary(
-            compute_metrics(test_probs, data.test_labels), history, cfg)}
+            compute_metrics(test_probs, data.test_labels), history, cfg, training)}
         _write(folder / "metrics.json", json.dumps(summary, indent=1) + "\n")
         results.update((k, summary[k]) for k in ("test_accuracy", "test_loss"))
     try:
@@ -109,15 +195,20 @@ def _finish_run(folder: Path, cfg: TrainConfig, weights: dict[str, np.ndarray],
     return run
 
 
-def metrics_summary(metrics: Metrics, history: list[EpochRecord], cfg: TrainConfig) -> dict:
-    """metrics.json's content: test results first, then the full metrics."""
-    last = history[-1] if history else None
+def metrics_summary(metrics: Metrics, history: list[EpochRecord], cfg: TrainConfig,
+                    training: tuple[int, str] | None = None) -> dict:
+    """metrics.json's content: test results first, then how training ended, then the full
+    metrics. `training` is (kept epoch, stop reason); without it the last epoch is kept."""
+    kept_epoch, stop_reason = training or (len(history), None)
+    kept = history[kept_epoch - 1] if history else None
     return {
         "test_accuracy": metrics.accuracy,
         "test_loss": metrics.loss,
-        "val_accuracy": last.val_accuracy if last else None,
+        "val_accuracy": kept.val_accuracy if kept else None,
         "validated_on": cfg.validate_on,
         "epochs_trained": len(history),
+        "kept_epoch": kept_epoch if history else None,
+        "stop_reason": stop_reason,
         **metrics.to_dict(),
     }
 

@@ -3,6 +3,8 @@
     networks.py  the Flax network of each family, and its training-only tricks
     batches.py   the validation hold-out, each epoch's order and gather
     loop.py      the compiled epoch and `train`
+    state.py     the training state as named arrays, for checkpoints
+    stopping.py  early stopping and the best epoch
     optim.py     Adam in Keras' or the paper's form
     augment.py   random distortions inside the compiled step
     runtime.py   process-wide speed settings, applied only when asked for
@@ -10,8 +12,9 @@
 
 from .batches import split_for_training, validation_size
 from .loop import TrainResult, train
-from .runtime import enable_compilation_cache, limit_xla_to_one_core, runs_best_on_one_core
+from .runtime import (enable_compilation_cache, limit_xla_to_one_core, runs_best_on_one_core,
+                      training_speedups)
 
-__all__ = ["TrainResult", "enable_compilation_cache",
-           "limit_xla_to_one_core", "runs_best_on_one_core", "split_for_training", "train",
+__all__ = ["TrainResult", "enable_compilation_cache", "limit_xla_to_one_core",
+           "runs_best_on_one_core", "split_for_training", "train", "training_speedups",
            "validation_size"]

@@ -4,8 +4,8 @@ Images stay uint8 on the device and become float32 in [0, 1] inside the step. Ea
 visits every training image exactly once in a seeded order; the host gathers the images into
 that order while the previous epoch trains, so each step reads one contiguous batch. The last,
 short batch is padded and masked out of the loss, so nothing is dropped and no step is wasted.
-Each epoch is validated in NumPy on the host while the next one trains. The network comes
-from its family (networks.py), which also says which pixels it reads.
+Each epoch is validated in NumPy on the host while the next one trains, then checkpointed.
+The network comes from its family (networks.py), which also says which pixels it reads.
 """
 
 from __future__ import annotations
@@ -19,18 +19,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from threadpoolctl import threadpool_limits
 
+from ..checkpoint import Checkpoint
 from ..config import NUM_CLASSES, TrainConfig
 from ..data import MnistData
+from ..errors import ConfigError
 from ..evaluate import loss_and_accuracy
 from ..history import EpochRecord
 from ..predict import Predictor
 from .augment import augment_batch
-from .batches import epoch_batches, split_for_training
-from .networks import build_model, export_weights, import_weights, training_network
+from .batches import Split, epoch_batches, split_for_training
+from .networks import (TrainingNetwork, build_model, export_weights, import_weights,
+                       training_network)
 from .optim import adam
-from .runtime import enable_compilation_cache
+from .state import restore_state, state_arrays
+from .stopping import EpochChooser
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class TrainResult:
     weights: dict[str, np.ndarray]  # float32 arrays named as in modelfile.weight_shapes()
     history: list[EpochRecord]
     config: TrainConfig
+    kept_epoch: int  # the epoch whose weights these are
+    stop_reason: str  # why training ended, in words
 
 
 def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
@@ -102,60 +107,110 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
 
 
 def _epochs_in_flight(cfg: TrainConfig, run_epoch, state, images: np.ndarray,
-                      labels: np.ndarray):
-    """Run the epochs; yield (epoch, state, [train loss, train accuracy, lr]) for each one
-    once the next one has started, so that what the caller does with it, and the gathering
-    of the epoch after, overlap that training."""
-    batches = epoch_batches(cfg, 1, images, labels)
+                      labels: np.ndarray, first: int):
+    """Run the epochs from `first` on; yield (epoch, state, [train loss, train accuracy, lr])
+    for each one once the next one has started, so that what the caller does with it, and
+    the gathering of the epoch after, overlap that training."""
+    batches = epoch_batches(cfg, first, images, labels)
     finished = None
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first, cfg.epochs + 1):
         state, *metrics = run_epoch(state, *batches, epoch)  # returns at once
         if epoch < cfg.epochs:
             batches = epoch_batches(cfg, epoch + 1, images, labels)
         if finished is not None:
             yield finished
         finished = (epoch, state, [float(m) for m in metrics])  # waits for this epoch
-    yield finished
+    if finished is not None:
+        yield finished
+
+
+@dataclass(frozen=True)
+class _Training:
+    """What every epoch of one config on one split shares: the network as it trains, its
+    initial (network, optimizer) state, the compiled epoch, and the training images with
+    the pixels the network reads."""
+
+    network: TrainingNetwork
+    graphdef: nnx.GraphDef
+    initial_state: nnx.State
+    run_epoch: Callable
+    images: np.ndarray
+
+    def weights(self, state: nnx.State) -> dict[str, np.ndarray]:
+        """The whole network's weights in `state`, named as in the model file."""
+        return self.network.full_weights(export_weights(nnx.merge(self.graphdef, state)[0]))
+
+
+def _prepare(cfg: TrainConfig, split: Split) -> _Training:
+    steps = -(-len(split.train_images) // cfg.batch_size)
+    schedule = learning_rate_schedule(cfg, steps)
+    network = training_network(cfg, split.train_images)
+    optimizer = nnx.Optimizer(network.model, adam(schedule, cfg.adam_form), wrt=nnx.Param)
+    graphdef, state = nnx.split((network.model, optimizer))
+    return _Training(network, graphdef, state,
+                     make_epoch_fn(cfg, graphdef, len(split.train_images), schedule),
+                     np.take(split.train_images, network.pixels, axis=1))
 
 
 def train(
     cfg: TrainConfig,
     data: MnistData,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    *,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> TrainResult:
     """Train the network `cfg` describes on `data`; call `on_epoch` after every epoch.
 
-    The test set is used only when cfg.validate_on == 'test'. Ctrl-C raises KeyboardInterrupt
-    between or during epochs; nothing has been written by this function.
+    `on_checkpoint` gets a Checkpoint after every epoch (before `on_epoch`); a run given
+    one as `resume` goes on from it and ends with the weights the uninterrupted run would
+    have. cfg.early_stopping and cfg.keep decide how many epochs train and which becomes the
+    model. The test set is used only when cfg.validate_on == 'test'.
+
+    Nothing process-wide is changed (see training_speedups for what the CLI changes), and
+    nothing is written. Ctrl-C raises KeyboardInterrupt between or during epochs.
     """
-    enable_compilation_cache()
+    if resume is not None and resume.config != cfg:
+        raise ConfigError("the checkpoint was made with another config: resume with its own "
+                          "(checkpoint.config)")
     split = split_for_training(cfg, data)
-    steps = -(-len(split.train_images) // cfg.batch_size)
-    schedule = learning_rate_schedule(cfg, steps)
-    network = training_network(cfg, split.train_images)
-    optimizer = nnx.Optimizer(network.model, adam(schedule, cfg.adam_form), wrt=nnx.Param)
-    graphdef, state = nnx.split((network.model, optimizer))
-
-    def full_weights(state) -> dict[str, np.ndarray]:
-        return network.full_weights(export_weights(nnx.merge(graphdef, state)[0]))
-
-    run_epoch = make_epoch_fn(cfg, graphdef, len(split.train_images), schedule)
-    epochs = _epochs_in_flight(cfg, run_epoch, state,
-                               np.take(split.train_images, network.pixels, axis=1),
-                               split.train_labels)
-    history = []
+    training = _prepare(cfg, split)
+    history = list(resume.history) if resume else []
+    chooser = EpochChooser(cfg, history)
+    state, best_weights = training.initial_state, None
+    if resume is not None:
+        state = restore_state(state, resume.state, "the checkpoint")
+        best_weights = resume.best_weights
+    weights = training.weights(state)
+    epochs = (_epochs_in_flight(cfg, training.run_epoch, state, training.images,
+                                split.train_labels, first=len(history) + 1)
+              if not chooser.done else ())
     clock = time.perf_counter()
-    # Validation is a NumPy forward pass on the host, on one BLAS thread, beside the next
-    # epoch's training on XLA's threads.
-    with threadpool_limits(1, user_api="blas"):
-        for epoch, state, (train_loss, train_acc, lr) in epochs:
-            weights = full_weights(state)
-            logits = Predictor(cfg, weights).logits(split.val_images)
-            val_loss, val_acc = loss_and_accuracy(logits, split.val_labels)
-            previous, clock = clock, time.perf_counter()
-            history.append(EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr,
-                                       seconds=clock - previous))
-            if on_epoch is not None:
-                on_epoch(history[-1])
-    model = import_weights(build_model(cfg), weights)
-    return TrainResult(model=model, weights=weights, history=history, config=cfg)
+    for epoch, state, (train_loss, train_acc, lr) in epochs:
+        # validated in NumPy on the host, beside the next epoch's training on XLA's threads
+        weights = training.weights(state)
+        logits = Predictor(cfg, weights).logits(split.val_images)
+        val_loss, val_acc = loss_and_accuracy(logits, split.val_labels)
+        previous, clock = clock, time.perf_counter()
+        record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr,
+                             seconds=clock - previous)
+        if resume is not None and epoch == resume.epoch + 1:
+            record = record.noted("resumed")
+        history.append(record)
+        if chooser.record(record) and cfg.keep == "best":
+            best_weights = weights
+        if on_checkpoint is not None:
+            on_checkpoint(Checkpoint(cfg, tuple(history), state_arrays(state),
+                                     best_weights if cfg.keep == "best" else None))
+        if on_epoch is not None:
+            on_epoch(record)
+        if chooser.done:
+            break  # early stopping; the epoch in flight is dropped
+    kept = chooser.kept_epoch
+    history[kept - 1] = history[kept - 1].noted("kept")
+    if chooser.stopped_early:
+        history[-1] = history[-1].noted("stopped early")
+    final = best_weights if cfg.keep == "best" else weights
+    return TrainResult(model=import_weights(build_model(cfg), final), weights=final,
+                       history=history, config=cfg, kept_epoch=kept,
+                       stop_reason=chooser.stop_reason())

@@ -1,12 +1,28 @@
-"""Process-wide settings that make training faster: the on-disk cache of compiled programs
-(which `train` turns on) and XLA on one core (which the CLI asks for where it helps)."""
+"""Process-wide settings that make training faster. `train` changes none of them;
+`training_speedups` is what `digitnet train` asks for, and a program can ask for it too:
+
+    with digitnet.training_speedups(cfg):
+        result = digitnet.train(cfg, data)
+
+They are, one by one:
+- `enable_compilation_cache()`: compiled programs are kept on disk (in the user cache
+  folder), so a repeat run skips XLA's compilation. A JAX setting; it stays on.
+- `limit_xla_to_one_core()`: where `runs_best_on_one_core(cfg)`, XLA's CPU backend starts
+  with one thread pinned to one core. Only possible before JAX starts; it stays so.
+- BLAS on one thread while the block runs (threadpoolctl; restored after it): each epoch's
+  validation, a NumPy forward pass, then runs beside the training instead of contending with
+  it for the cores.
+"""
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from importlib.metadata import entry_points
+from typing import Iterator
 
 import jax
+from threadpoolctl import threadpool_limits
 
 from ..config import TrainConfig
 from ..data import default_cache_dir
@@ -23,8 +39,19 @@ def runs_best_on_one_core(cfg: TrainConfig) -> bool:
     return cfg.model == "mlp" and cfg.batch_size <= ONE_CORE_MAX_BATCH
 
 
+@contextmanager
+def training_speedups(cfg: TrainConfig) -> Iterator[None]:
+    """Make this process train `cfg` as fast as `digitnet train` does (see the module's
+    docstring for what that changes, and for how long)."""
+    if runs_best_on_one_core(cfg):
+        limit_xla_to_one_core()
+    enable_compilation_cache()
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
 def enable_compilation_cache() -> None:
-    """Keep compiled programs on disk so a repeat run skips XLA compilation."""
+    """Keep compiled programs on disk so a repeat run skips XLA compilation (process-wide)."""
     jax.config.update("jax_compilation_cache_dir", str(default_cache_dir() / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
