@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -169,7 +170,7 @@ def _parse_sources(sources: dict[str, Path], files: dict[str, IdxFile]) -> dict[
             # The npz holds the same bytes as the IDX payload: rebuild the IDX file to check it.
             check_sha256(_idx_bytes(array), spec, path)
         else:
-            content = read_maybe_gzip(path)
+            content = read_maybe_gzip(path, max_size=idx_size(spec.shape))
             check_sha256(content, spec, path)
             array = parse_idx(content, source=str(path))
         check_shape(array, spec, path)
@@ -183,18 +184,33 @@ def _parse_sources(sources: dict[str, Path], files: dict[str, IdxFile]) -> dict[
     return arrays
 
 
-def read_maybe_gzip(path: Path) -> bytes:
+def read_maybe_gzip(path: Path, max_size: int | None = None) -> bytes:
+    """The content of `path`, decompressed if it is gzip. With `max_size`, a file that is (or
+    decompresses to) more bytes is refused before more than that is held in memory."""
+    too_big = DataError(f"{path} holds more than the {max_size:,} bytes expected: it is not "
+                        "the file it is named after") if max_size is not None else None
     try:
+        # (compressing adds at most ~0.03% to incompressible data)
+        if max_size is not None and path.stat().st_size > max_size + max_size // 1000 + 64:
+            raise too_big
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # one gzip member
+        content = inflate.decompress(raw, (max_size or 0) + 1 if max_size is not None else 0)
+        if max_size is not None and len(content) > max_size:
+            raise too_big
+        if not inflate.eof:
+            raise EOFError("compressed data ended before the end-of-stream marker")
+        if inflate.unused_data:
+            raise EOFError("bytes follow the end of the compressed data")
+    except (EOFError, zlib.error) as exc:
         raise DataError(f"{path} is a truncated or corrupt gzip file ({exc}); delete it and "
                         "download or copy it again") from None
+    return content
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -221,6 +237,11 @@ def check_shape(array: np.ndarray, spec: IdxFile, path: Path) -> None:
         raise DataError(f"{path}: expected uint8 {spec.shape}, found {array.dtype} {array.shape}")
 
 
+def idx_size(shape: tuple[int, ...]) -> int:
+    """The bytes of an unsigned-byte IDX file of `shape`: header and data."""
+    return 4 + 4 * len(shape) + math.prod(shape)
+
+
 def parse_idx(content: bytes, *, source: str = "IDX data") -> np.ndarray:
     """Parse an IDX file's bytes (unsigned-byte type) into a uint8 array of its shape."""
     if len(content) < 4 or content[0:2] != b"\x00\x00":
@@ -232,7 +253,7 @@ def parse_idx(content: bytes, *, source: str = "IDX data") -> np.ndarray:
     if ndim == 0 or len(content) < header:
         raise DataError(f"{source}: truncated IDX header")
     shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # exact: np.prod would wrap round at 2**63
     if len(content) != expected:
         raise DataError(
             f"{source}: IDX header promises {shape} ({expected} bytes) but the file has "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .data import MNIST_FILES, IdxFile, check_shape, check_sha256, parse_idx, read_maybe_gzip
+from .data import (MNIST_FILES, IdxFile, check_shape, check_sha256, idx_size, parse_idx,
+                   read_maybe_gzip)
 from .errors import DataError
 
 # Mirrors serving the four canonical .gz files, tried in order.
@@ -49,7 +50,7 @@ def download_mnist(
                 failures.append(f"{url}: {exc}")
                 continue
             try:
-                content = read_maybe_gzip(fetched)
+                content = read_maybe_gzip(fetched, max_size=idx_size(spec.shape))
                 check_sha256(content, spec, fetched)
                 check_shape(parse_idx(content, source=url), spec, fetched)
             except DataError as exc:

@@ -109,6 +109,8 @@ def _to_grey(image: Image.Image | np.ndarray) -> np.ndarray:
         array = np.asarray(image, dtype=np.float32)
         if array.ndim != 2 or min(array.shape) < 1:
             raise ImageError(f"expected a 2-D grey image array, got shape {array.shape}")
+        if not np.all(np.isfinite(array)):
+            raise ImageError("the image array holds NaN or infinite values")
         if array.max(initial=0) > 1.0:
             array = array / 255.0
         image = Image.fromarray(np.clip(array * 255, 0, 255).astype(np.uint8), "L")
