@@ -1,5 +1,5 @@
-import sys
+"""`python -m digitnet`: the same as the `digitnet` command."""
 
-from .cli import main
+from .cli import entry_point
 
-sys.exit(main())
+entry_point()

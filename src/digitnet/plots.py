@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from .atomic import atomic_write
+from .extras import require
+
+require("plots", "drawing plots")
+
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 WRONG = "#c62828"
 RIGHT = "#2e7d32"

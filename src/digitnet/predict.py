@@ -88,10 +88,12 @@ class Predictor:
     def load(cls, path: str | os.PathLike) -> Predictor:
         """From a model file, a run folder holding model.safetensors, or a Keras model file
         (.keras or .h5; see digitnet.interop.keras_import)."""
-        from .interop.keras_import import load_keras_model, looks_like_keras
+        from .interop import looks_like_keras
 
         path = model_path(path)
         if looks_like_keras(path):
+            from .interop.keras_import import load_keras_model
+
             return cls(*load_keras_model(path))
         return cls(*load_model(path))
 

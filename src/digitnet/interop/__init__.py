@@ -1,4 +1,4 @@
-"""digitnet models in other formats: ONNX and Keras files out (and, later, Keras files in).
+"""digitnet models in other formats: ONNX and Keras files out, Keras files in.
 
 Each writer builds its file from the network family's description (digitnet.models) and the
 model file's weights; none of them needs JAX, and each needs only its format's own package.
@@ -18,6 +18,17 @@ if TYPE_CHECKING:  # the command line reads EXPORT_FORMATS without loading NumPy
     from ..config import TrainConfig
 
 EXPORT_FORMATS = ("keras", "onnx")
+
+
+def looks_like_keras(path: Path) -> bool:
+    """Whether `path` is a file starting like a zip or an HDF5 file (not a safetensors one):
+    asked before the Keras reader is imported, so reading a digitnet model never loads it."""
+    try:
+        with open(path, "rb") as fh:
+            start = fh.read(8)
+    except OSError:
+        return False
+    return start.startswith(b"PK\x03\x04") or start == b"\x89HDF\r\n\x1a\n"
 
 
 def export_model(cfg: TrainConfig, weights: dict[str, np.ndarray], fmt: str,

@@ -24,6 +24,7 @@ import numpy as np
 from ..atomic import atomic_write
 from ..config import TrainConfig
 from ..errors import DigitnetError
+from ..extras import require
 from ..models.cnn import SIDE, conv_layout
 
 KERAS_VERSION = "3.15.1"  # the version the files were checked with (tests/test_interop.py)
@@ -111,10 +112,7 @@ def _weights_file(named: list[tuple[str, dict, bool]], cfg: TrainConfig,
 
 def keras_file(cfg: TrainConfig, weights: dict[str, np.ndarray]) -> bytes:
     """The bytes of a `.keras` file holding the network `cfg` describes with `weights`."""
-    try:
-        import h5py  # noqa: F401
-    except ImportError:
-        raise DigitnetError("Keras export needs h5py: pip install 'digitnet[keras]'") from None
+    require("keras", "Keras export")
     named = _named(_layers(cfg))
     config = {
         "module": "keras", "class_name": "Sequential", "registered_name": None,

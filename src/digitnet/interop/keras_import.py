@@ -37,6 +37,7 @@ import numpy as np
 
 from ..config import ACTIVATIONS, TrainConfig
 from ..errors import ConfigError, ModelFileError
+from ..extras import require
 from ..models.cnn import SIDE
 
 IGNORED = {"InputLayer", "Dropout"}  # no work at inference
@@ -51,16 +52,6 @@ class KerasModel:
     layers: list[tuple[str, dict[str, Any]]]
     arrays: dict[int, list[np.ndarray]] = field(default_factory=dict)
     input_shape: tuple | None = None
-
-
-def looks_like_keras(path: Path) -> bool:
-    """Whether `path` is a file starting like a zip or an HDF5 file (not a safetensors one)."""
-    try:
-        with open(path, "rb") as fh:
-            start = fh.read(8)
-    except OSError:
-        return False
-    return start.startswith(b"PK\x03\x04") or start == b"\x89HDF\r\n\x1a\n"
 
 
 def read_keras_file(path: str | os.PathLike) -> KerasModel:
@@ -78,11 +69,9 @@ def read_keras_file(path: str | os.PathLike) -> KerasModel:
 
 
 def _h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise ModelFileError("reading Keras files needs h5py: pip install 'digitnet[keras]'") \
-            from None
+    require("keras", "reading Keras files")
+    import h5py
+
     return h5py
 
 

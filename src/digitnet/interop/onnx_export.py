@@ -15,6 +15,7 @@ import numpy as np
 from ..atomic import atomic_write
 from ..config import NUM_CLASSES, TrainConfig
 from ..errors import DigitnetError
+from ..extras import require
 from ..models.cnn import SIDE, conv_layout
 
 OPSET = 17
@@ -82,11 +83,9 @@ BUILDERS = {"mlp": _mlp, "cnn": _cnn}
 
 def onnx_model(cfg: TrainConfig, weights: dict[str, np.ndarray]):
     """The onnx.ModelProto of the network `cfg` describes, with `weights` in it."""
-    try:
-        import onnx
-    except ImportError:
-        raise DigitnetError("ONNX export needs the onnx package: pip install 'digitnet[onnx]'") \
-            from None
+    require("onnx", "ONNX export")
+    import onnx
+
     graph = _Graph(onnx)
     logits = BUILDERS[cfg.model](graph, cfg, {n: np.asarray(w, np.float32)
                                               for n, w in weights.items()})

@@ -10,6 +10,7 @@ The network comes from its family (networks.py), which also says which pixels it
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -38,12 +39,17 @@ from .stopping import EpochChooser
 
 @dataclass(frozen=True)
 class TrainResult:
-    model: nnx.Module
     weights: dict[str, np.ndarray]  # float32 arrays named as in modelfile.weight_shapes()
     history: list[EpochRecord]
     config: TrainConfig
     kept_epoch: int  # the epoch whose weights these are
     stop_reason: str  # why training ended, in words
+
+    @functools.cached_property
+    def model(self) -> nnx.Module:
+        """The trained network as a Flax NNX module (built when first asked for: building
+        one takes a few tenths of a second, which a run that only saves does not need)."""
+        return import_weights(build_model(self.config), self.weights)
 
 
 def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
@@ -181,7 +187,7 @@ def train(
     if resume is not None:
         state = restore_state(state, resume.state, "the checkpoint")
         best_weights = resume.best_weights
-    weights = training.weights(state)
+    weights = training.weights(state) if chooser.done else None  # else the loop sets them
     epochs = (_epochs_in_flight(cfg, training.run_epoch, state, training.images,
                                 split.train_labels, first=len(history) + 1)
               if not chooser.done else ())
@@ -211,6 +217,5 @@ def train(
     if chooser.stopped_early:
         history[-1] = history[-1].noted("stopped early")
     final = best_weights if cfg.keep == "best" else weights
-    return TrainResult(model=import_weights(build_model(cfg), final), weights=final,
-                       history=history, config=cfg, kept_epoch=kept,
+    return TrainResult(weights=final, history=history, config=cfg, kept_epoch=kept,
                        stop_reason=chooser.stop_reason())

@@ -8,6 +8,7 @@ A family's training-only tricks live here beside its network (see `TrainingNetwo
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -112,8 +113,17 @@ NETWORKS: dict[str, type[nnx.Module]] = {"mlp": MLP, "cnn": CNN}
 
 
 def build_model(cfg: TrainConfig, seed: int | None = None) -> nnx.Module:
-    """A freshly initialised network for `cfg` (seeded by cfg.seed unless `seed` is given)."""
-    return NETWORKS[cfg.model](cfg, rngs=nnx.Rngs(cfg.seed if seed is None else seed))
+    """A freshly initialised network for `cfg` (seeded by cfg.seed unless `seed` is given).
+
+    The initialisation runs as one compiled program: op by op it would be some thirty
+    small ones, each compiled or loaded from the cache on its own (0.33 s against 0.12 s
+    for the tutorial network with a warm cache; the weights are the same to the bit)."""
+    return _initialise(cfg, jax.random.key(cfg.seed if seed is None else seed))
+
+
+@functools.partial(nnx.jit, static_argnums=0)  # compiled once per config, for any seed
+def _initialise(cfg: TrainConfig, key: jax.Array) -> nnx.Module:
+    return NETWORKS[cfg.model](cfg, rngs=nnx.Rngs(key))
 
 
 def export_weights(model: nnx.Module) -> dict[str, np.ndarray]:

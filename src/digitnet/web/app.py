@@ -12,16 +12,21 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
-from starlette.datastructures import UploadFile
-from starlette.types import Message
 
-from ..errors import DigitnetError, ImageError
-from ..predict import Predictor
-from ..preprocess import open_image, prepare_image
-from ..runs import Run
+from ..extras import require
+
+require("web", "the web app")
+
+from fastapi import FastAPI, HTTPException, Request  # noqa: E402
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+from starlette.datastructures import UploadFile  # noqa: E402
+from starlette.types import Message  # noqa: E402
+
+from ..errors import DigitnetError, ImageError  # noqa: E402
+from ..predict import Predictor  # noqa: E402
+from ..preprocess import open_image, prepare_image  # noqa: E402
+from ..runs import Run  # noqa: E402
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a phone photo fits; anything larger is refused (413)
 MAX_UPLOAD_PIXELS = 25_000_000  # checked from the header, before decoding
