@@ -43,7 +43,7 @@ def main() -> None:
 
     from digitnet.config import recipe
     from digitnet.data import load_mnist
-    from digitnet.evaluate import compute_metrics
+    from digitnet.metrics import compute_metrics
     from digitnet.external import load_semeion, prepare_pages, write_pages
     from digitnet.predict import Predictor
     from digitnet.training import train

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from digitnet.config import recipe
-from digitnet.evaluate import compute_metrics
+from digitnet.metrics import compute_metrics
 from digitnet.predict import Predictor
 
 pytestmark = pytest.mark.slow

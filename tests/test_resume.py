@@ -9,7 +9,7 @@ from digitnet.checkpoint import CHECKPOINT_FILENAME, load_checkpoint, save_check
 from digitnet.cli import main
 from digitnet.config import TrainConfig
 from digitnet.errors import ConfigError, DigitnetError, ModelFileError
-from digitnet.evaluate import loss_and_accuracy
+from digitnet.metrics import loss_and_accuracy
 from digitnet.history import EpochRecord, read_history
 from digitnet.predict import Predictor
 from digitnet.runs import resume_point, resume_run, train_run

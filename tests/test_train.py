@@ -14,7 +14,7 @@ from flax import nnx
 import digitnet.training.networks
 from digitnet.config import TrainConfig
 from digitnet.data import MnistData
-from digitnet.evaluate import loss_and_accuracy
+from digitnet.metrics import loss_and_accuracy
 from digitnet.predict import Predictor
 from digitnet.training import limit_xla_to_one_core, split_for_training, train
 from digitnet.training.batches import epoch_order

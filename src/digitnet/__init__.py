@@ -21,8 +21,8 @@ _EXPORTS = {
     "train": "training", "TrainResult": "training", "limit_xla_to_one_core": "training",
     "enable_compilation_cache": "training", "training_speedups": "training",
     "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "resume_run": "runs",
-    "evaluate": "evaluate", "compute_metrics": "evaluate", "Metrics": "evaluate",
-    "Predictor": "predict", "Prediction": "predict",
+    "evaluate": "metrics", "compute_metrics": "metrics", "Metrics": "metrics",
+    "Predictor": "predict", "Prediction": "predict", "ProgressBar": "progress",
     "prepare_image": "preprocess", "open_image": "preprocess", "PreparedImage": "preprocess",
     "save_model": "modelfile", "load_model": "modelfile", "export_model": "interop",
     "train_run": "runs", "load_run": "runs", "plot_run": "runs", "Run": "runs",
@@ -51,12 +51,13 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .download import download_mnist  # noqa: F401
     from .errors import (ConfigError, DataError, DigitnetError, ImageError,  # noqa: F401
                          ModelFileError)
-    from .evaluate import Metrics, compute_metrics, evaluate  # noqa: F401
+    from .metrics import Metrics, compute_metrics, evaluate  # noqa: F401
     from .history import EpochRecord  # noqa: F401
     from .interop import export_model  # noqa: F401
     from .modelfile import load_model, save_model  # noqa: F401
     from .predict import Prediction, Predictor  # noqa: F401
     from .preprocess import PreparedImage, open_image, prepare_image  # noqa: F401
+    from .progress import ProgressBar  # noqa: F401
     from .runs import Run, load_run, plot_run, resume_run, train_run  # noqa: F401
     from .training import (TrainResult, enable_compilation_cache,  # noqa: F401
                            limit_xla_to_one_core, train, training_speedups)

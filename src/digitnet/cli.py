@@ -81,8 +81,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from .progress import ProgressBar
     from .runs import resume_point, resume_run, train_run
     from .training import training_speedups, validation_size
 
@@ -109,20 +108,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{start} {cfg.model} {network} on {len(data.train_images) - n_val:,} images "
               f"({validation}), {cfg.epochs} epochs of batch {cfg.batch_size}; run folder {out}",
               file=sys.stderr)
-        bar = tqdm(total=cfg.epochs, initial=done, unit="epoch", file=sys.stderr,
-                   dynamic_ncols=True)
-
-        def show(record) -> None:
-            bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=_percent(record.train_accuracy),
-                            val_loss=f"{record.val_loss:.4f}",
-                            val_acc=_percent(record.val_accuracy))
-            bar.update(1)
-
+        bar = ProgressBar(cfg, done=done, file=sys.stderr)
         try:
             if args.resume is not None:
-                run = resume_run(out, data, on_epoch=show, plots=not args.no_plots)
+                run = resume_run(out, data, on_epoch=bar, plots=not args.no_plots)
             else:
-                run = train_run(cfg, out, data, on_epoch=show, plots=not args.no_plots)
+                run = train_run(cfg, out, data, on_epoch=bar, plots=not args.no_plots)
         except KeyboardInterrupt:
             bar.close()
             print(f"digitnet: interrupted; `digitnet train --resume {out}` goes on from the "
@@ -141,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .metrics import evaluate
     from .runs import load_run
 
     run = load_run(args.run_dir)

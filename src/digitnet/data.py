@@ -79,6 +79,11 @@ class MnistData:
     test_labels: np.ndarray
     source: str = ""
 
+    def __repr__(self) -> str:
+        return (f"MnistData({len(self.train_images):,} training and {len(self.test_images):,} "
+                f"test images of {'x'.join(map(str, self.train_images.shape[1:]))}, "
+                f"source={self.source!r})")
+
 
 def default_cache_dir() -> Path:
     """The folder for downloads and parsed-array caches: $DIGITNET_CACHE_DIR or the OS cache."""

@@ -1,5 +1,6 @@
 """Plots of a training run. The draw_* functions take axes and data and return what they
-drew; save_run_plots composes them into PNG files. Nothing here opens a window."""
+drew; the functions named after a plot return it as a matplotlib Figure (shown inline in a
+notebook); save_run_plots writes them as PNG files. Nothing here opens a window."""
 
 from __future__ import annotations
 
@@ -122,6 +123,60 @@ def _grid(title: str, n_images: int, cell: float = 1.25):
     return fig, ax
 
 
+def training_curves(history: Sequence, test: dict | None = None) -> Figure:
+    """Accuracy and loss per epoch (EpochRecords), with the test result (`accuracy`, `loss`)
+    as a dashed line when given."""
+    fig = Figure(figsize=(11, 4))
+    ax_accuracy, ax_loss = fig.subplots(1, 2)
+    draw_history(ax_accuracy, ax_loss, history, test)
+    return fig
+
+
+def labelled_digits(images: np.ndarray, labels: np.ndarray, n: int = 32,
+                    title: str = "Training digits and their labels") -> Figure:
+    """The first `n` uint8 28x28 images with their labels."""
+    n = min(n, len(images))
+    fig, ax = _grid(title, n)
+    draw_digits(ax, images[:n], [f"label {d}" for d in labels[:n]])
+    return fig
+
+
+def predictions_grid(images: np.ndarray, labels: np.ndarray, probs: np.ndarray,
+                     n: int = 40) -> Figure:
+    """The predicted digit for the first `n` images (the order is not chosen to flatter the
+    model); mistakes in red with the true digit."""
+    n = min(n, len(images))
+    predicted = probs[:n].argmax(axis=1)
+    wrong = predicted != labels[:n]
+    fig, ax = _grid(f"Predicted digit for the first {n} test images "
+                    f"({int(wrong.sum())} wrong, in red with the true digit)", n)
+    titles = [f"{p}" if p == t else f"{p} (true {t})" for p, t in zip(predicted, labels[:n])]
+    draw_digits(ax, images[:n], titles, wrong)
+    return fig
+
+
+def confusion_matrix(confusion: Sequence[Sequence[int]]) -> Figure:
+    """The confusion matrix: true digit on rows, predicted on columns."""
+    fig = Figure(figsize=(7, 6))
+    draw_confusion(fig.subplots(), confusion)
+    return fig
+
+
+def confident_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray,
+                       n: int = 24) -> Figure:
+    """The `n` images the model got wrong with the most confidence."""
+    predicted = probs.argmax(axis=1)
+    mistakes = np.flatnonzero(predicted != labels)
+    confidence = probs[mistakes, predicted[mistakes]]
+    worst = mistakes[np.argsort(confidence)[::-1][:n]]
+    fig, ax = _grid("Most confidently wrong test images: predicted (probability), "
+                    "true digit, test index", len(worst), cell=1.5)
+    titles = [f"{predicted[i]} ({probs[i, predicted[i]]:.0%})\ntrue {labels[i]}  #{i}"
+              for i in worst]
+    draw_digits(ax, images[worst], titles, [True] * len(worst))
+    return fig
+
+
 def save_run_plots(
     folder: str | Path,
     history: Sequence,
@@ -134,49 +189,19 @@ def save_run_plots(
 ) -> list[Path]:
     """Write the run's PNG plots into `folder`; return their paths.
 
-    `test` holds 'accuracy', 'loss' and 'confusion_matrix' (see evaluate.Metrics.to_dict)."""
+    `test` holds 'accuracy', 'loss' and 'confusion_matrix' (see metrics.Metrics.to_dict)."""
     folder = Path(folder)
-    written = []
-    predicted = test_probs.argmax(axis=1)
-
-    if history:
-        fig = Figure(figsize=(11, 4))
-        ax_accuracy, ax_loss = fig.subplots(1, 2)
-        draw_history(ax_accuracy, ax_loss, history, test)
-        written.append(_save(fig, folder / "training_curves.png"))
-
-    fig, ax = _grid("Training digits and their labels", 32)
-    draw_digits(ax, train_images[:32], [f"label {d}" for d in train_labels[:32]])
-    written.append(_save(fig, folder / "samples_train.png"))
-
-    # The first 40 test images, then the order is not chosen to flatter the model.
-    n = min(40, len(test_images))
-    wrong = predicted[:n] != test_labels[:n]
-    fig, ax = _grid(f"Predicted digit for the first {n} test images "
-                    f"({int(wrong.sum())} wrong, in red with the true digit)", n)
-    titles = [f"{p}" if p == t else f"{p} (true {t})"
-              for p, t in zip(predicted[:n], test_labels[:n])]
-    draw_digits(ax, test_images[:n], titles, wrong)
-    written.append(_save(fig, folder / "predictions_test.png"))
-
-    fig = Figure(figsize=(7, 6))
-    draw_confusion(fig.subplots(), test["confusion_matrix"])
-    written.append(_save(fig, folder / "confusion_matrix.png"))
-
-    mistakes = np.flatnonzero(predicted != test_labels)
-    confidence = test_probs[mistakes, predicted[mistakes]]
-    worst = mistakes[np.argsort(confidence)[::-1][:24]]
-    fig, ax = _grid("Most confidently wrong test images: predicted (probability), "
-                    "true digit, test index", len(worst), cell=1.5)
-    titles = [f"{predicted[i]} ({test_probs[i, predicted[i]]:.0%})\ntrue {test_labels[i]}  #{i}"
-              for i in worst]
-    draw_digits(ax, test_images[worst], titles, [True] * len(worst))
-    written.append(_save(fig, folder / "confident_mistakes.png"))
-    return written
+    figures = {} if not history else {"training_curves": training_curves(history, test)}
+    figures["samples_train"] = labelled_digits(train_images, train_labels)
+    figures["predictions_test"] = predictions_grid(test_images, test_labels, test_probs)
+    figures["confusion_matrix"] = confusion_matrix(test["confusion_matrix"])
+    figures["confident_mistakes"] = confident_mistakes(test_images, test_labels, test_probs)
+    return [_save(fig, folder / f"{name}.png") for name, fig in figures.items()]
 
 
-def save_network_view(path: str | Path, original, pixels: np.ndarray, prediction) -> Path:
-    """A PNG of a user's image beside the 28x28 the network saw and its probabilities."""
+def network_view(original, pixels: np.ndarray, prediction) -> Figure:
+    """A user's image (a PIL image) beside the 28x28 `pixels` the network saw and the
+    `prediction`'s probabilities."""
     fig = Figure(figsize=(9, 3))
     ax_original, ax_seen, ax_probs = fig.subplots(1, 3, width_ratios=[1, 1, 1.4])
     ax_original.imshow(original, cmap="gray" if original.mode == "L" else None)
@@ -193,4 +218,9 @@ def save_network_view(path: str | Path, original, pixels: np.ndarray, prediction
                        fontsize=10)
     if prediction.notes:
         fig.text(0.5, -0.02, "; ".join(prediction.notes), ha="center", fontsize=8, color=WRONG)
-    return _save(fig, Path(path))
+    return fig
+
+
+def save_network_view(path: str | Path, original, pixels: np.ndarray, prediction) -> Path:
+    """network_view() as a PNG file."""
+    return _save(network_view(original, pixels, prediction), Path(path))

@@ -35,6 +35,11 @@ class Prediction:
     def confidence(self) -> float:
         return self.probabilities[self.digit]
 
+    def __repr__(self) -> str:
+        top = ", ".join(f"{d}: {p:.1%}" for d, p in self.top(3))
+        notes = f"; notes: {'; '.join(self.notes)}" if self.notes else ""
+        return f"Prediction(digit {self.digit}, top {top}{notes})"
+
     def top(self, k: int = 3) -> list[tuple[int, float]]:
         """The k most probable digits, most probable first, as (digit, probability)."""
         order = np.argsort(self.probabilities)[::-1][:k]
@@ -83,6 +88,12 @@ class Predictor:
         self.family = family(config)
         self.weights = {name: np.asarray(weights[name], np.float32)
                         for name in self.family.tensor_shapes(config)}
+
+    def __repr__(self) -> str:
+        accuracy = self.results.get("test_accuracy")
+        tested = f", test accuracy {accuracy:.2%}" if isinstance(accuracy, float) else ""
+        return (f"Predictor({self.config.model} {self.family.describe(self.config)}"
+                f"{tested})")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Predictor:

@@ -29,7 +29,7 @@ from .checkpoint import CHECKPOINT_FILENAME, Checkpoint, load_checkpoint, save_c
 from .config import TrainConfig
 from .data import MnistData
 from .errors import ConfigError, DigitnetError, ModelFileError
-from .evaluate import Metrics, compute_metrics
+from .metrics import Metrics, compute_metrics
 from .history import EpochRecord, read_history, write_history
 from .modelfile import save_model
 from .predict import MODEL_FILENAME, Predictor
@@ -42,6 +42,10 @@ class Run:
     history: list[EpochRecord]
     metrics: dict  # metrics.json as written (empty if the run never finished)
     predictor: Predictor
+
+    def __repr__(self) -> str:
+        return (f"Run({str(self.folder) if self.folder else 'a model file'}: {self.predictor!r}"
+                f", {len(self.history)} epochs)")
 
 
 def _writable_folder(folder: Path) -> Path:

@@ -25,7 +25,7 @@ from ..checkpoint import Checkpoint
 from ..config import NUM_CLASSES, TrainConfig
 from ..data import MnistData
 from ..errors import ConfigError
-from ..evaluate import loss_and_accuracy
+from ..metrics import loss_and_accuracy
 from ..history import EpochRecord
 from ..predict import Predictor
 from .augment import augment_batch
@@ -44,6 +44,15 @@ class TrainResult:
     config: TrainConfig
     kept_epoch: int  # the epoch whose weights these are
     stop_reason: str  # why training ended, in words
+
+    def __repr__(self) -> str:
+        from ..models import family
+
+        kept = self.history[self.kept_epoch - 1]
+        return (f"TrainResult({self.config.model} {family(self.config).describe(self.config)}, "
+                f"{len(self.history)} epochs ({self.stop_reason}); kept epoch "
+                f"{self.kept_epoch}: val_accuracy {kept.val_accuracy:.2%}, val_loss "
+                f"{kept.val_loss:.4f})")
 
     @functools.cached_property
     def model(self) -> nnx.Module:

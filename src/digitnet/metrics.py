@@ -30,6 +30,11 @@ class Metrics:
     most_confused: list[tuple[int, int, int]]
     count: int
 
+    def __repr__(self) -> str:
+        confused = ", ".join(f"{t} as {p} ({n}x)" for t, p, n in self.most_confused[:3])
+        return (f"Metrics(accuracy {self.accuracy:.2%}, loss {self.loss:.4f} over "
+                f"{self.count:,} images; most confused: {confused or 'none'})")
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["confusion_matrix"] = out.pop("confusion")

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from digitnet.evaluate import compute_metrics, loss_and_accuracy
+from digitnet.metrics import compute_metrics, loss_and_accuracy
 
 
 def test_metrics_against_a_hand_worked_example():
@@ -42,3 +42,14 @@ def test_loss_and_accuracy_match_optax_even_for_extreme_logits():
                                                                jnp.asarray(labels)).mean()
     assert math.isfinite(loss) and loss == pytest.approx(float(expected), rel=1e-5)
     assert accuracy == np.mean(logits.argmax(1) == labels)
+
+
+def test_the_package_level_names_are_the_functions_even_after_their_modules_load():
+    # a submodule named like a function would replace it on the package once imported
+    import digitnet
+    import digitnet.metrics  # noqa: F401
+    import digitnet.runs  # noqa: F401
+
+    for name in digitnet.__all__:
+        if name != "__version__":
+            assert not isinstance(getattr(digitnet, name), type(digitnet)), name
