@@ -192,3 +192,36 @@ def test_a_safetensors_header_claiming_a_huge_tensor_is_not_believed(tmp_path):
         path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(64))
         with pytest.raises(ModelFileError, match="not a safetensors"):
             reader(path)
+
+
+VALID_HISTORY = json.dumps([{"epoch": 1, "train_loss": 0.3, "train_accuracy": 0.9,
+                             "val_loss": 0.2, "val_accuracy": 0.95, "lr": 1e-3, "seconds": 1.0,
+                             "note": ""}]).encode()
+
+
+@FUZZ
+@given(inputs(VALID_HISTORY))
+def test_run_folder_history_reader(content):
+    from digitnet.history import read_history
+
+    folder = FOLDER / "run-history"
+    folder.mkdir(exist_ok=True)
+    (folder / "history.json").write_bytes(content)
+    try:
+        read_history(folder)
+    except ModelFileError as exc:
+        assert str(exc) and "\n" not in str(exc)
+
+
+@FUZZ
+@given(inputs(CFG.to_json().encode()))
+def test_run_folder_config_reader(content):
+    from digitnet.runs import resume_point
+
+    folder = FOLDER / "run-config"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_bytes(content)
+    try:
+        resume_point(folder)
+    except ModelFileError as exc:
+        assert str(exc) and "\n" not in str(exc)
