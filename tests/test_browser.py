@@ -95,6 +95,22 @@ def test_drawn_digit_is_recognised(server, page, digit, strokes):
     expect_digit(page, "?")
 
 
+def test_the_pen_width_can_be_chosen_and_a_thick_pen_reads_alike(server, page):
+    page.goto(server + "/")
+    width = "document.getElementById('pad').getContext('2d').lineWidth"
+    assert page.evaluate(width) == 22  # medium
+    for pen in ("36", "10"):
+        page.select_option("#pen", pen)
+        assert page.evaluate(width) == int(pen)
+        page.click("#clear")
+        assert page.evaluate(width) == int(pen)  # Clear keeps the chosen pen
+        draw(page, [[(85, 70), (235, 70), (140, 275)]])
+        expect_digit(page, "7")
+        page.click("#clear")
+        expect_digit(page, "?")
+    page.select_option("#pen", "22")
+
+
 def test_model_page_shows_results_and_plots(server, page):
     page.goto(server + "/model")
     page.wait_for_function("document.getElementById('accuracy').textContent.includes('%')")
