@@ -178,27 +178,6 @@ def test_predict_show_writes_a_view_per_image(trained_run, tmp_path, capsys):
     assert views and all(v.read_bytes().startswith(b"\x89PNG") for v in views)
 
 
-def test_ctrl_c_during_training_exits_130_and_leaves_no_model(tmp_path, tiny_mnist, monkeypatch,
-                                                              capsys):
-    import digitnet.cli
-    import digitnet.runs
-
-    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
-    real_train = digitnet.runs.train_run
-
-    def interrupted(cfg, out, data, on_epoch=None, plots=True):
-        def press_ctrl_c(record):
-            on_epoch(record)
-            raise KeyboardInterrupt
-        return real_train(cfg, out, data, on_epoch=press_ctrl_c, plots=plots)
-
-    monkeypatch.setattr(digitnet.runs, "train_run", interrupted)
-    assert main(["train", "--epochs", "3", "--hidden", "16", "--out", str(tmp_path / "run")]) == 130
-    assert "interrupted" in capsys.readouterr().err
-    assert (tmp_path / "run" / "history.csv").exists()
-    assert not (tmp_path / "run" / "model.safetensors").exists()
-
-
 @pytest.mark.slow
 def test_export_of_a_trained_mlp_predicts_the_same_over_the_test_set(trained_run, real_mnist,
                                                                      tmp_path):

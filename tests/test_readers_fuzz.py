@@ -82,8 +82,10 @@ FUZZ = settings(max_examples=150, deadline=2000,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def _only(error_type, read, content: bytes, suffix: str = ""):
-    path = FOLDER / f"input{suffix}"
+def _only(error_type, read, content: bytes, suffix: str = "", path: Path | None = None):
+    """Write `content` (to `path`, or a file named with `suffix`) and `read` it: it may
+    succeed or raise `error_type` with a one-line message, and nothing else."""
+    path = path or FOLDER / f"input{suffix}"
     path.write_bytes(content)
     try:
         read(path)
@@ -199,18 +201,19 @@ VALID_HISTORY = json.dumps([{"epoch": 1, "train_loss": 0.3, "train_accuracy": 0.
                              "note": ""}]).encode()
 
 
+def _run_folder_file(name: str, read, content: bytes) -> None:
+    """`content` as the run folder's file `name`, read by `read(folder)`."""
+    folder = FOLDER / f"run-{name}"
+    folder.mkdir(exist_ok=True)
+    _only(ModelFileError, lambda path: read(path.parent), content, path=folder / name)
+
+
 @FUZZ
 @given(inputs(VALID_HISTORY))
 def test_run_folder_history_reader(content):
     from digitnet.history import read_history
 
-    folder = FOLDER / "run-history"
-    folder.mkdir(exist_ok=True)
-    (folder / "history.json").write_bytes(content)
-    try:
-        read_history(folder)
-    except ModelFileError as exc:
-        assert str(exc) and "\n" not in str(exc)
+    _run_folder_file("history.json", read_history, content)
 
 
 @FUZZ
@@ -218,10 +221,4 @@ def test_run_folder_history_reader(content):
 def test_run_folder_config_reader(content):
     from digitnet.runs import resume_point
 
-    folder = FOLDER / "run-config"
-    folder.mkdir(exist_ok=True)
-    (folder / "config.json").write_bytes(content)
-    try:
-        resume_point(folder)
-    except ModelFileError as exc:
-        assert str(exc) and "\n" not in str(exc)
+    _run_folder_file("config.json", resume_point, content)

@@ -211,7 +211,9 @@ def test_cli_resume_refuses_config_flags_and_finishes_after_ctrl_c(tmp_path, tin
 
     monkeypatch.setattr(digitnet.runs, "train_run", interrupted)
     assert main(["train", "--epochs", "3", "--hidden", "16", "--out", str(run)]) == 130
-    assert f"--resume {run}" in capsys.readouterr().err
+    assert f"interrupted; `digitnet train --resume {run}`" in capsys.readouterr().err
+    assert [r.epoch for r in read_history(run)] == [1]
+    assert not (run / "model.safetensors").exists()
     for extra in (["--epochs", "5"], ["--recipe", "fast"], ["--out", str(tmp_path / "x")]):
         assert main(["train", "--resume", str(run), *extra]) == 2
         assert f"drop {extra[0]}" in capsys.readouterr().err

@@ -51,9 +51,9 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .download import download_mnist  # noqa: F401
     from .errors import (ConfigError, DataError, DigitnetError, ImageError,  # noqa: F401
                          ModelFileError)
-    from .metrics import Metrics, compute_metrics, evaluate  # noqa: F401
     from .history import EpochRecord  # noqa: F401
     from .interop import export_model  # noqa: F401
+    from .metrics import Metrics, compute_metrics, evaluate  # noqa: F401
     from .modelfile import load_model, save_model  # noqa: F401
     from .predict import Prediction, Predictor  # noqa: F401
     from .preprocess import PreparedImage, open_image, prepare_image  # noqa: F401

@@ -29,8 +29,8 @@ from .checkpoint import CHECKPOINT_FILENAME, Checkpoint, load_checkpoint, save_c
 from .config import TrainConfig
 from .data import MnistData
 from .errors import ConfigError, DigitnetError, ModelFileError
-from .metrics import Metrics, compute_metrics
 from .history import EpochRecord, read_history, write_history
+from .metrics import Metrics, compute_metrics
 from .modelfile import save_model
 from .predict import MODEL_FILENAME, Predictor
 

@@ -25,8 +25,8 @@ from ..checkpoint import Checkpoint
 from ..config import NUM_CLASSES, TrainConfig
 from ..data import MnistData
 from ..errors import ConfigError
-from ..metrics import loss_and_accuracy
 from ..history import EpochRecord
+from ..metrics import loss_and_accuracy
 from ..predict import Predictor
 from .augment import augment_batch
 from .batches import Split, epoch_batches, split_for_training
