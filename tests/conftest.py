@@ -118,3 +118,15 @@ def real_mnist(real_mnist_dir) -> MnistData:
     from digitnet.data import load_mnist
 
     return load_mnist(real_mnist_dir, download=False, use_cache=False)
+
+
+@pytest.fixture(scope="session")
+def tutorial_run(real_mnist_dir, tmp_path_factory) -> Path:
+    """The README's main job, `digitnet train` (the tutorial recipe, plots included), run once
+    through the CLI for every test that needs the fully trained tutorial model."""
+    from digitnet.cli import main
+
+    folder = tmp_path_factory.mktemp("runs") / "tutorial"
+    assert main(["train", "--out", str(folder), "--data-dir", str(real_mnist_dir),
+                 "--no-download"]) == 0
+    return folder

@@ -46,6 +46,7 @@ def uninterrupted(environment, tmp_path_factory):
     folder = tmp_path_factory.mktemp("uninterrupted") / "run"
     done = digitnet(environment, *TRAIN, "--out", str(folder))
     assert done.returncode == 0, done.stderr
+    assert not (folder / "plots").exists()  # --no-plots drew none
     return folder
 
 

@@ -3,9 +3,11 @@ files, checkpoints, images and Keras files. Random bytes and mutations of valid 
 only digitnet's own error, with a one-line message, and quickly; sizes a header claims are not
 believed before the bytes are there."""
 
+import atexit
 import gzip
 import io
 import json
+import shutil
 import tempfile
 import tracemalloc
 import zlib
@@ -28,7 +30,8 @@ from digitnet.preprocess import open_image, prepare_image
 
 from conftest import draw_digit
 
-FOLDER = Path(tempfile.mkdtemp(prefix="digitnet-fuzz-"))
+FOLDER = Path(tempfile.mkdtemp(prefix="digitnet-fuzz-"))  # Hypothesis reruns cannot use tmp_path
+atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)  # made at import: gone at exit
 CFG = TrainConfig(hidden=(8,), epochs=3)
 _rng = np.random.default_rng(0)
 WEIGHTS = {n: _rng.normal(0, 0.1, s).astype(np.float32) for n, s in weight_shapes(CFG).items()}
