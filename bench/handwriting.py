@@ -7,8 +7,9 @@ page, off-centre; see digitnet.external.render_page), then classifies the files:
 (a) naively resized to 28x28 with the tutorial model, (b) through digitnet's preprocessing with
 the tutorial model, (c) through the preprocessing with the tutorial recipe plus --augment,
 (d) the same with `--recipe robust` (a wider network, trained longer, with --augment),
-(e) with `--recipe cnn` (the convolutional family, augmented at half strength) and (f) that
-recipe with the full augmentation strength of (c) and (d).
+(e) with `--recipe cnn` (the convolutional family, augmented at half strength), (f) that recipe
+with the full augmentation strength of (c) and (d), and (g) `--recipe handwriting` (the CNN
+recipe with the writing variants and printed digits).
 The models are trained here on MNIST only, with several seeds (model-to-model spread on
 Semeion is a point or more); Semeion is never training data. Choices between recipes were made
 on the first half of the file (rows 0-796, the "dev" writers); the second half is reported
@@ -37,7 +38,7 @@ def main() -> None:
                         required=external is None)
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA_DIR"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", metavar="LETTER", default=list("abcdef"),
+    parser.add_argument("--only", nargs="+", metavar="LETTER", default=list("abcdefg"),
                         help="rows to measure, e.g. --only e f (each row trains its model)")
     args = parser.parse_args()
 
@@ -61,13 +62,15 @@ def main() -> None:
                "tutorial --augment": recipe("tutorial").replace(augment=True),
                "--recipe robust": recipe("robust"),
                "--recipe cnn": recipe("cnn"),
-               "cnn, strength 1": recipe("cnn").replace(augment_strength=1.0)}
+               "cnn, strength 1": recipe("cnn").replace(augment_strength=1.0),
+               "--recipe handwriting": recipe("handwriting")}
     rows = [("(a) naive resize", "tutorial", naive),
             ("(b) digitnet preprocessing", "tutorial", prepared),
             ("(c) digitnet preprocessing", "tutorial --augment", prepared),
             ("(d) digitnet preprocessing", "--recipe robust", prepared),
             ("(e) digitnet preprocessing", "--recipe cnn", prepared),
-            ("(f) digitnet preprocessing", "cnn, strength 1", prepared)]
+            ("(f) digitnet preprocessing", "cnn, strength 1", prepared),
+            ("(g) digitnet preprocessing", "--recipe handwriting", prepared)]
     rows = [row for row in rows if row[0][1] in args.only]
     configs = {name: cfg for name, cfg in configs.items() if any(r[1] == name for r in rows)}
     held_out = np.arange(len(labels)) >= DEV_ROWS

@@ -38,6 +38,8 @@ def test_json_round_trip_is_exact():
         ({"model": "resnet"}, "model must be one of"),
         ({"augment": True, "augment_strength": 0.0}, "augment_strength must be in (0, 2]"),
         ({"augment": True, "augment_strength": 2.5}, "augment_strength must be in (0, 2]"),
+        ({"writing_variants": True}, "writing_variants are drawn by the augmentation"),
+        ({"printed_digits": -1}, "printed_digits must be between 0 and 100"),
         ({"conv": [8]}, "conv has the wrong type"),
         ({"epochs": 2.5}, "epochs has the wrong type"),
         ({"epochs": True}, "epochs has the wrong type"),
@@ -57,6 +59,11 @@ def test_unknown_keys_and_bad_json_are_refused():
         TrainConfig.from_json("{epochs: 3")
     with pytest.raises(ConfigError, match="must be a JSON object"):
         TrainConfig.from_json("[1, 2]")
+
+
+def test_the_handwriting_recipe_is_the_cnn_recipe_with_the_ways_of_writing():
+    assert recipe("handwriting") == recipe("cnn").replace(writing_variants=True,
+                                                          printed_digits=20)
 
 
 def test_unknown_recipe():

@@ -84,6 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
     from .runs import resume_point, resume_run, train_run
     from .training import training_speedups, validation_size
+    from .training.printed import PER_COPY as PRINTED_PER_COPY
 
     if args.resume is not None:
         given = [_flag(f) for f in _config_overrides(args)]
@@ -105,9 +106,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                       else "validating on the test set")
         network = family(cfg).describe(cfg)
         start = f"resuming after epoch {done} of {cfg.epochs}" if args.resume else "training"
-        print(f"{start} {cfg.model} {network} on {len(data.train_images) - n_val:,} images "
-              f"({validation}), {cfg.epochs} epochs of batch {cfg.batch_size}; run folder {out}",
-              file=sys.stderr)
+        printed = (f" and {cfg.printed_digits * PRINTED_PER_COPY:,} printed digits"
+                   if cfg.printed_digits else "")
+        print(f"{start} {cfg.model} {network} on {len(data.train_images) - n_val:,} images"
+              f"{printed} ({validation}), {cfg.epochs} epochs of batch {cfg.batch_size}; "
+              f"run folder {out}", file=sys.stderr)
         bar = ProgressBar(cfg, done=done, file=sys.stderr)
         try:
             if args.resume is not None:

@@ -24,7 +24,19 @@ class Split:
 
 def split_for_training(cfg: TrainConfig, data: MnistData) -> Split:
     """Carve the validation set: the end of the training set (as Keras' validation_split does),
-    a seeded random hold-out of it, or the test set."""
+    a seeded random hold-out of it, or the test set. Printed digits, when asked for, join the
+    training part only."""
+    split = _mnist_split(cfg, data)
+    if not cfg.printed_digits:
+        return split
+    from .printed import printed_digits
+
+    images, labels = printed_digits(cfg.printed_digits)
+    return Split(np.concatenate([split.train_images, images]),
+                 np.concatenate([split.train_labels, labels]), split.val_images, split.val_labels)
+
+
+def _mnist_split(cfg: TrainConfig, data: MnistData) -> Split:
     images = data.train_images.reshape(len(data.train_images), IMAGE_PIXELS)
     labels = data.train_labels.astype(np.int32)
     if cfg.validate_on == "test":

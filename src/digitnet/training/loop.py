@@ -96,8 +96,8 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
             model, optimizer = nnx.merge(graphdef, state)
             x = _to_unit_float(images_uint8)
             if cfg.augment:
-                x = augment_batch(step_key, x.reshape(-1, 28, 28),
-                                  cfg.augment_strength).reshape(x.shape)
+                x = augment_batch(step_key, x.reshape(-1, 28, 28), cfg.augment_strength,
+                                  y if cfg.writing_variants else None).reshape(x.shape)
 
             def loss_fn(model):
                 logits = model(x)
