@@ -6,7 +6,8 @@
     state.py     the training state as named arrays, for checkpoints
     stopping.py  early stopping and the best epoch
     optim.py     Adam in Keras' or the paper's form
-    augment.py   random distortions inside the compiled step
+    augment.py   random distortions inside the compiled step, and the writing variants
+    printed.py   printed digits (matplotlib's typefaces) for the training split
     runtime.py   process-wide speed settings, applied only when asked for
 """
 
