@@ -12,7 +12,9 @@ replayed with Playwright's mouse on `digitnet serve RUN` in Debian's chromium, a
 read is the one the page shows as final after the pen lifts.
 
 Seeds: drawings with `--seed 0` were used to choose the preprocessing and the model; the
-numbers reported are for `--seed 1`, drawings none of those choices saw.
+numbers reported are for `--seed 1`, drawings none of those choices saw. Training never reads
+this file: `--pen-digits` draws from its own skeletons (digitnet/training/pen.py), which cover
+the same common ways of writing with other curves and wider random proportions.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from conftest import draw_digit
         (["train", "--augment-strength", "0.5"], "--augment-strength applies only with --augment"),
         (["train", "--writing-variants"], "writing_variants are drawn by the augmentation"),
         (["train", "--printed-digits", "500"], "printed_digits must be between 0 and 100"),
+        (["train", "--pen-digits", "-5"], "pen_digits must be between 0 and 5,000"),
         (["train", "--recipe", "cnn", "--no-augment", "--augment-strength", "0.5"],
          "--augment-strength applies only with --augment"),
         (["train", "--model", "cnn", "--conv", "8,8,8,8,8"], "at most 4 conv blocks"),

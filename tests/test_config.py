@@ -40,6 +40,8 @@ def test_json_round_trip_is_exact():
         ({"augment": True, "augment_strength": 2.5}, "augment_strength must be in (0, 2]"),
         ({"writing_variants": True}, "writing_variants are drawn by the augmentation"),
         ({"printed_digits": -1}, "printed_digits must be between 0 and 100"),
+        ({"pen_digits": -1}, "pen_digits must be between 0 and 5,000"),
+        ({"pen_digits": 6000}, "pen_digits must be between 0 and 5,000"),
         ({"conv": [8]}, "conv has the wrong type"),
         ({"epochs": 2.5}, "epochs has the wrong type"),
         ({"epochs": True}, "epochs has the wrong type"),
@@ -63,7 +65,7 @@ def test_unknown_keys_and_bad_json_are_refused():
 
 def test_the_handwriting_recipe_is_the_cnn_recipe_with_the_ways_of_writing():
     assert recipe("handwriting") == recipe("cnn").replace(writing_variants=True,
-                                                          printed_digits=20)
+                                                          printed_digits=20, pen_digits=500)
 
 
 def test_unknown_recipe():

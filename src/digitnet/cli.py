@@ -106,8 +106,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                       else "validating on the test set")
         network = family(cfg).describe(cfg)
         start = f"resuming after epoch {done} of {cfg.epochs}" if args.resume else "training"
-        printed = (f" and {cfg.printed_digits * PRINTED_PER_COPY:,} printed digits"
-                   if cfg.printed_digits else "")
+        extra = [f"{count:,} {kind} digits" for count, kind in
+                 ((cfg.printed_digits * PRINTED_PER_COPY, "printed"), (cfg.pen_digits * 10, "pen"))
+                 if count]
+        printed = "".join(f" and {part}" for part in extra)
         print(f"{start} {cfg.model} {network} on {len(data.train_images) - n_val:,} images"
               f"{printed} ({validation}), {cfg.epochs} epochs of batch {cfg.batch_size}; "
               f"run folder {out}", file=sys.stderr)

@@ -25,6 +25,7 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")  # of the hidden layers (the output is
 POOLS = ("max", "avg")
 MONITORS = ("val_loss", "val_accuracy")  # what early stopping and --keep best watch
 KEEP = ("last", "best")
+MAX_PEN_DIGITS = 5000  # of each digit: as many as MNIST has
 
 
 def _opt(help: str, **extra: Any) -> Any:
@@ -99,8 +100,14 @@ class TrainConfig:
                       "added to the training split: a 6 curving over a large loop, a 1 with a "
                       "flag and a base (0 = none)"),
     )
+    pen_digits: int = field(
+        default=0,
+        metadata=_opt("synthetic digits drawn as pen strokes added to the training split, this "
+                      "many of each digit: large and small loops, flags, open and closed 4s, in "
+                      "random proportions, slants and pen widths (0 = none)"),
+    )
     seed: int = field(
-        default=0, metadata=_opt("seeds initialisation, shuffling and the 'split' hold-out")
+        default=0, metadata=_opt("seeds initialisation, shuffling, the 'split' hold-out and the pen digits")
     )
     val_fraction: float = field(
         default=0.1, metadata=_opt("fraction of the training set held out for validation")
@@ -159,6 +166,9 @@ class TrainConfig:
         if not 0 <= self.printed_digits <= 100:
             raise ConfigError(f"printed_digits must be between 0 and 100 copies, got "
                               f"{self.printed_digits}")
+        if not 0 <= self.pen_digits <= MAX_PEN_DIGITS:
+            raise ConfigError(f"pen_digits must be between 0 and {MAX_PEN_DIGITS:,} of each "
+                              f"digit, got {self.pen_digits}")
         if self.writing_variants and not self.augment:
             raise ConfigError("writing_variants are drawn by the augmentation: turn on augment "
                               "too")
@@ -288,7 +298,8 @@ RECIPES: dict[str, TrainConfig] = {
 # seldom shows (flagged 1s and large-looped 6s drawn into the training digits, and digits
 # printed in 17 typefaces, 6,800 beside MNIST's 54,000). Chosen on bench/drawing.py's seed-0
 # drawings, the first half of Semeion's writers and the validation split.
-RECIPES["handwriting"] = RECIPES["cnn"].replace(writing_variants=True, printed_digits=20)
+RECIPES["handwriting"] = RECIPES["cnn"].replace(writing_variants=True, printed_digits=20,
+                                                pen_digits=500)
 
 
 def recipe(name: str) -> TrainConfig:

@@ -24,16 +24,23 @@ class Split:
 
 def split_for_training(cfg: TrainConfig, data: MnistData) -> Split:
     """Carve the validation set: the end of the training set (as Keras' validation_split does),
-    a seeded random hold-out of it, or the test set. Printed digits, when asked for, join the
-    training part only."""
+    a seeded random hold-out of it, or the test set. Printed and pen digits, when asked for,
+    join the training part only."""
     split = _mnist_split(cfg, data)
-    if not cfg.printed_digits:
-        return split
-    from .printed import printed_digits
+    extra = []
+    if cfg.printed_digits:
+        from .printed import printed_digits
 
-    images, labels = printed_digits(cfg.printed_digits)
-    return Split(np.concatenate([split.train_images, images]),
-                 np.concatenate([split.train_labels, labels]), split.val_images, split.val_labels)
+        extra.append(printed_digits(cfg.printed_digits))
+    if cfg.pen_digits:
+        from .pen import pen_digits
+
+        extra.append(pen_digits(cfg.pen_digits, cfg.seed))
+    if not extra:
+        return split
+    return Split(np.concatenate([split.train_images, *(images for images, _ in extra)]),
+                 np.concatenate([split.train_labels, *(labels for _, labels in extra)]),
+                 split.val_images, split.val_labels)
 
 
 def _mnist_split(cfg: TrainConfig, data: MnistData) -> Split:
