@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cli_args import build_parser
-from .config import TrainConfig, recipe
+from .config import NUM_CLASSES, TrainConfig, recipe
 from .errors import ConfigError, DigitnetError
 from .models import family, family_fields
 
@@ -106,12 +106,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                       else "validating on the test set")
         network = family(cfg).describe(cfg)
         start = f"resuming after epoch {done} of {cfg.epochs}" if args.resume else "training"
-        extra = [f"{count:,} {kind} digits" for count, kind in
-                 ((cfg.printed_digits * PRINTED_PER_COPY, "printed"), (cfg.pen_digits * 10, "pen"))
-                 if count]
-        printed = "".join(f" and {part}" for part in extra)
+        added = "".join(f" and {count:,} {kind} digits" for count, kind in
+                        ((cfg.printed_digits * PRINTED_PER_COPY, "printed"),
+                         (cfg.pen_digits * NUM_CLASSES, "pen")) if count)
         print(f"{start} {cfg.model} {network} on {len(data.train_images) - n_val:,} images"
-              f"{printed} ({validation}), {cfg.epochs} epochs of batch {cfg.batch_size}; "
+              f"{added} ({validation}), {cfg.epochs} epochs of batch {cfg.batch_size}; "
               f"run folder {out}", file=sys.stderr)
         bar = ProgressBar(cfg, done=done, file=sys.stderr)
         try:

@@ -107,7 +107,8 @@ class TrainConfig:
                       "random proportions, slants and pen widths (0 = none)"),
     )
     seed: int = field(
-        default=0, metadata=_opt("seeds initialisation, shuffling, the 'split' hold-out and the pen digits")
+        default=0,
+        metadata=_opt("seeds initialisation, shuffling, the 'split' hold-out and the pen digits"),
     )
     val_fraction: float = field(
         default=0.1, metadata=_opt("fraction of the training set held out for validation")
@@ -295,9 +296,10 @@ RECIPES: dict[str, TrainConfig] = {
                        adam_form="paper", validate_on="split"),
 }
 # For real handwriting and the drawing page: the CNN recipe, plus the ways of writing MNIST
-# seldom shows (flagged 1s and large-looped 6s drawn into the training digits, and digits
-# printed in 17 typefaces, 6,800 beside MNIST's 54,000). Chosen on bench/drawing.py's seed-0
-# drawings, the first half of Semeion's writers and the validation split.
+# seldom shows (flagged 1s and large-looped 6s drawn into the training digits, digits printed
+# in 17 typefaces and synthetic pen-stroke digits: 6,800 and 5,000 beside MNIST's 54,000).
+# Chosen on bench/drawing.py's seed-0 drawings, the first half of Semeion's writers and the
+# validation split.
 RECIPES["handwriting"] = RECIPES["cnn"].replace(writing_variants=True, printed_digits=20,
                                                 pen_digits=500)
 

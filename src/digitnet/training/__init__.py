@@ -8,6 +8,7 @@
     optim.py     Adam in Keras' or the paper's form
     augment.py   random distortions inside the compiled step, and the writing variants
     printed.py   printed digits (matplotlib's typefaces) for the training split
+    pen.py       synthetic digits painted as pen strokes, for the training split
     runtime.py   process-wide speed settings, applied only when asked for
 """
 

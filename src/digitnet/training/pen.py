@@ -12,8 +12,8 @@ between 5 % and 22 % of the digit's height and puts it through `prepare_image` (
 digit to the training split, never to the validation or the test set.
 
 The skeletons are written here, for training; the drawing benchmark (bench/drawing.py) has
-its own, and neither reads the other's, so that the benchmark keeps measuring digits the
-model was not trained on.
+its own, and neither reads the other's: the benchmark draws the same common ways of writing
+with its own curves, so what it measures are drawings the model was not trained on.
 """
 
 from __future__ import annotations
