@@ -21,14 +21,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from ..config import IMAGE_PIXELS
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 CANVAS = 192  # pixels of the square the strokes are painted on
 DIGIT_HEIGHT = 120  # the digit's height on that canvas before slant and turn
@@ -191,8 +188,6 @@ def _place(strokes: list[Stroke], rng: np.random.Generator) -> list[np.ndarray]:
 
 def _paint(strokes: list[np.ndarray], pen: float) -> Image.Image:
     """White strokes of width `pen` on a black canvas, with round joints and ends."""
-    from PIL import Image, ImageDraw
-
     canvas = Image.new("L", (CANVAS, CANVAS), 0)
     draw = ImageDraw.Draw(canvas)
     width = max(1, round(pen))
