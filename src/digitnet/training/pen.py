@@ -31,6 +31,8 @@ CANVAS = 192  # pixels of the square the strokes are painted on
 DIGIT_HEIGHT = 120  # the digit's height on that canvas before slant and turn
 PEN_SHARE = (0.05, 0.22)  # the pen's width as a share of the digit's height
 _STREAM = 0x9E2  # keeps the pen digits' random numbers apart from the run's other uses of its seed
+ONE_FLAG_LENGTH = (0.15, 0.6)  # a 1's flag, in the unit box (its width is squeezed with the box)
+ONE_FLAG_ANGLE = (15, 60)  # degrees below the horizontal
 
 Stroke = np.ndarray  # (n, 2) points (x, y) in the unit box, y down
 
@@ -66,11 +68,17 @@ def _zero(rng: np.random.Generator) -> list[Stroke]:
 def _one(rng: np.random.Generator) -> list[Stroke]:
     lean = rng.uniform(-0.08, 0.08)
     stem = _curve((0.5 + lean, 0.0), (0.5 + rng.normal(0, 0.03), 0.5), (0.5 - lean, 1.0))
-    kind = rng.choice(["stick", "flag", "flag and base"], p=[0.5, 0.35, 0.15])
+    kind = rng.choice(["stick", "flag", "flag and base", "flag and foot"],
+                      p=[0.4, 0.3, 0.15, 0.15])
     if kind == "stick":
         return [stem]
-    length, angle = rng.uniform(0.12, 0.4), math.radians(rng.uniform(15, 60))
+    length = rng.uniform(*ONE_FLAG_LENGTH)
+    angle = math.radians(rng.uniform(*ONE_FLAG_ANGLE))
     flag = np.array([[stem[0, 0] - length * math.cos(angle), length * math.sin(angle)]])
+    if kind == "flag and foot":  # the stem's end turned up to the right
+        x, reach = stem[-1, 0], rng.uniform(0.1, 0.25)
+        foot = _curve((x, 1.0), (x + reach / 2, 1.05), (x + reach, rng.uniform(0.85, 0.95)))
+        return [_join(flag, stem, foot)]
     strokes = [_join(flag, stem)]
     if kind == "flag and base":
         half = rng.uniform(0.2, 0.35)
