@@ -31,7 +31,7 @@ CANVAS = 192  # pixels of the square the strokes are painted on
 DIGIT_HEIGHT = 120  # the digit's height on that canvas before slant and turn
 PEN_SHARE = (0.05, 0.22)  # the pen's width as a share of the digit's height
 _STREAM = 0x9E2  # keeps the pen digits' random numbers apart from the run's other uses of its seed
-ONE_FLAG_LENGTH = (0.15, 0.6)  # a 1's flag, in the unit box (its width is squeezed with the box)
+ONE_FLAG_LENGTH = (0.15, 0.6)  # a 1's flag, of the height (its horizontal part is then squeezed)
 ONE_FLAG_ANGLE = (15, 60)  # degrees below the horizontal
 
 Stroke = np.ndarray  # (n, 2) points (x, y) in the unit box, y down
