@@ -2,8 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from digitnet.training.augment import (BOX_FILL, FLAG_SHARE, LOOP_SHARE, MAX_BOX_WIDEN,
-                                       _add_flags, _box_widening, _grow_loops, augment_batch)
+from digitnet.training.augment import (BOX_FILL, FLAG_ANGLE, FLAG_LENGTH, FLAG_SHARE,
+                                       LOOP_SHARE, MAX_BOX_WIDEN, _add_flags, _box_widening,
+                                       _grow_loops, augment_batch)
 
 
 def test_augmentation_keeps_shape_range_and_most_ink(tiny_mnist):
@@ -72,7 +73,9 @@ def test_flags_go_on_a_share_of_upright_ones_only():
     assert abs(flagged.mean() - FLAG_SHARE) < 0.08
     added = ones[flagged] - np.asarray(stems)[flagged]
     rows, cols = np.nonzero(added.sum(0))
-    assert cols.mean() < 13 and rows.max() < 4 + 0.5 * 20  # down to the left from the top
+    drop = FLAG_LENGTH[1] * 20 * np.sin(FLAG_ANGLE[1])  # the longest, steepest flag's
+    # rows below the stem's top (row 4; 20 rows tall), and the stroke's half width and edge
+    assert cols.mean() < 13 and rows.max() <= 4 + drop + 2  # down to the left from the top
     assert np.all(ones <= 1.0) and np.all(ones >= np.asarray(stems))  # ink is only added
 
     sevens = np.asarray(_add_flags(jax.random.key(0), stems, jnp.full(400, 7, jnp.int32)))

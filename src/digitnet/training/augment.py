@@ -37,7 +37,7 @@ MAX_THICKEN = 0.7  # blend towards a 3x3 dilation (thicker) or erosion (thinner)
 BOX_FILL = 0.3  # share of digits widened part or all of the way towards a square box
 MAX_BOX_WIDEN = 2.5  # the most such a digit is widened
 FLAG_SHARE = 0.35  # share of upright 1s given a flag (chosen on Semeion: experiments.md)
-FLAG_LENGTH = (0.2, 0.45)  # of the digit's height
+FLAG_LENGTH = (0.2, 0.55)  # of the digit's height (chosen on the drawings: experiments.md)
 FLAG_ANGLE = (0.45, 1.1)  # radians below the horizontal, pointing left (flatter is a 7's bar)
 MAX_FLAG_LEAN = 0.1  # 1s whose top lies further left of their foot (over their height) than
 # this get no flag: a stem leaning that way with a flag is a 7
