@@ -32,6 +32,8 @@ def test_json_round_trip_is_exact():
         ({"hidden": (128, 0)}, "hidden widths must be positive"),
         ({"val_fraction": 1.0}, "val_fraction must be between 0 and 1"),
         ({"label_smoothing": 1.0}, "label_smoothing must be in [0, 1)"),
+        ({"weight_decay": -0.1}, "weight_decay must be in [0, 1]"),
+        ({"weight_decay": float("inf")}, "weight_decay must be in [0, 1]"),
         ({"validate_on": "train"}, "validate_on must be one of"),
         ({"lr_schedule": "steps"}, "lr_schedule must be one of"),
         ({"adam_form": "amsgrad"}, "adam_form must be one of keras, paper"),

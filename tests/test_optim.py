@@ -53,6 +53,30 @@ def test_paper_form_matches_optax_adam():
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+def test_weight_decay_matches_optax_adamw_on_kernels_and_leaves_biases_alone():
+    rng = np.random.default_rng(2)
+    params = {"kernel": jnp.asarray(rng.normal(size=(5, 3)), jnp.float32),
+              "bias": jnp.asarray(rng.normal(size=3), jnp.float32)}
+    grads = [{"kernel": jnp.asarray(g, jnp.float32), "bias": jnp.asarray(g[0], jnp.float32)}
+             for g in gradients(rng)]
+    schedule = optax.cosine_onecycle_schedule(4, 1e-2)
+    kernels_only = lambda tree: {"kernel": True, "bias": False}  # noqa: E731
+    results = []
+    for tx in (adam(schedule, "paper", weight_decay=0.3),
+               optax.adamw(schedule, weight_decay=0.3, mask=kernels_only),
+               adam(schedule, "paper")):
+        p, state = params, tx.init(params)
+        for g in grads:
+            updates, state = tx.update(g, state, p)
+            p = optax.apply_updates(p, updates)
+        results.append({k: np.asarray(v) for k, v in p.items()})
+    ours, theirs, undecayed = results
+    for name in params:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ours["bias"], undecayed["bias"])
+    assert np.abs(ours["kernel"] - undecayed["kernel"]).max() > 1e-4
+
+
 def test_the_forms_differ_only_where_gradients_are_tiny():
     start, grads = np.zeros(2), [np.asarray([1.0, 1e-9])]
     keras, _ = run(adam(1.0, "keras"), start, grads)

@@ -77,6 +77,10 @@ class TrainConfig:
     label_smoothing: float = field(
         default=0.0, metadata=_opt("probability mass spread over the wrong classes (0 = off)")
     )
+    weight_decay: float = field(
+        default=0.0, metadata=_opt("decoupled weight decay of the kernels (AdamW): each step "
+                                   "takes lr x this share of every kernel weight off (0 = off)")
+    )
     augment: bool = field(
         default=False,
         metadata=_opt("randomly shift, rotate, scale, squeeze or widen, warp and thicken "
@@ -162,6 +166,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not (math.isfinite(self.weight_decay) and 0.0 <= self.weight_decay <= 1.0):
+            raise ConfigError(f"weight_decay must be in [0, 1], got {self.weight_decay}")
         if not (math.isfinite(self.augment_strength) and 0.0 < self.augment_strength <= 2.0):
             raise ConfigError(f"augment_strength must be in (0, 2], got {self.augment_strength}")
         if not 0 <= self.printed_digits <= 100:

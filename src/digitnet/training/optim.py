@@ -13,6 +13,10 @@ batch-32 step):
 "paper" (Kingma & Ba's Algorithm 1, and `optax.adam`): epsilon 1e-8 is added to the
 bias-corrected sqrt(v), which is the same as eps_t = 1e-8 * sqrt(1 - beta2^t) here.
 The two differ only where sqrt(v) is near epsilon.
+
+`weight_decay` > 0 makes it AdamW (Loshchilov & Hutter's decoupled decay, as `optax.adamw`
+has it): each step also takes lr * weight_decay * param off the kernels (the parameters of
+two or more dimensions), never off the biases.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ def adam(
     form: str = "keras",
     b1: float = 0.9,
     b2: float = 0.999,
+    weight_decay: float = 0.0,
 ) -> optax.GradientTransformation:
-    """Adam in `form` ("keras" or "paper"); `learning_rate` may be an Optax schedule."""
+    """Adam in `form` ("keras" or "paper"), with decoupled `weight_decay` of the kernels;
+    `learning_rate` may be an Optax schedule."""
     if form not in ADAM_FORMS:
         raise ValueError(f"Adam form must be one of {', '.join(ADAM_FORMS)}, not {form!r}")
     eps = EPSILON[form]
@@ -57,6 +63,9 @@ def adam(
         mu = jax.tree.map(lambda m, g: m + (g - m) * (1 - b1), state.mu, grads)
         nu = jax.tree.map(lambda v, g: v + (g * g - v) * (1 - b2), state.nu, grads)
         steps = jax.tree.map(lambda m, v: -(m * alpha) / (jnp.sqrt(v) + eps_t), mu, nu)
+        if weight_decay:
+            steps = jax.tree.map(lambda s, p: s - (lr * weight_decay) * p if p.ndim > 1 else s,
+                                 steps, params)
         return steps, AdamState(state.count + 1, mu, nu)
 
     return optax.GradientTransformation(init, update)
