@@ -21,8 +21,9 @@ def cnn_result(real_mnist):
 def test_cnn_recipe_reaches_99_4_percent(cnn_result, real_mnist):
     # Seeds 0-2 measured 99.50 / 99.44 / 99.53 % (docs/training.md), and seed 0 read 99.49 %
     # in this test on one machine of this kind (2026-12-02) after passing on others: a CPU's
-    # rounding moves a 15-epoch run by a few images, so asserting the 99.5 % that #12 asks would fail by chance. 99.4 % is above what
-    # the recipe reached with milder augmentation (strength 0.3: 99.35 % on validation).
+    # rounding moves a 15-epoch run by a few images, so asserting the 99.5 % that #12 asks
+    # would fail by chance. 99.4 % is above what the recipe reached with milder augmentation
+    # (strength 0.3: 99.35 % on validation).
     probs = Predictor(cnn_result.config, cnn_result.weights).probabilities(real_mnist.test_images)
     assert compute_metrics(probs, real_mnist.test_labels).accuracy >= 0.994
 

@@ -160,7 +160,8 @@ def _prepare(cfg: TrainConfig, split: Split) -> _Training:
     steps = -(-len(split.train_images) // cfg.batch_size)
     schedule = learning_rate_schedule(cfg, steps)
     network = training_network(cfg, split.train_images)
-    optimizer = nnx.Optimizer(network.model, adam(schedule, cfg.adam_form, weight_decay=cfg.weight_decay), wrt=nnx.Param)
+    tx = adam(schedule, cfg.adam_form, weight_decay=cfg.weight_decay)
+    optimizer = nnx.Optimizer(network.model, tx, wrt=nnx.Param)
     graphdef, state = nnx.split((network.model, optimizer))
     return _Training(network, graphdef, state,
                      make_epoch_fn(cfg, graphdef, len(split.train_images), schedule),
