@@ -20,12 +20,18 @@ def keras_adam_steps(param, grads, lrs, b1=0.9, b2=0.999, eps=1e-7):
     return param
 
 
-def run(tx, start, grads):
-    params = {"w": jnp.asarray(start, jnp.float32)}
+def run_tree(tx, params, grads):
+    """Apply `tx` to the parameter tree once per gradient tree; the final (params, state)."""
     state = tx.init(params)
     for g in grads:
-        updates, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+        updates, state = tx.update(g, state, params)
         params = optax.apply_updates(params, updates)
+    return params, state
+
+
+def run(tx, start, grads):
+    params, state = run_tree(tx, {"w": jnp.asarray(start, jnp.float32)},
+                             [{"w": jnp.asarray(g, jnp.float32)} for g in grads])
     return np.asarray(params["w"]), state
 
 
@@ -61,16 +67,11 @@ def test_weight_decay_matches_optax_adamw_on_kernels_and_leaves_biases_alone():
              for g in gradients(rng)]
     schedule = optax.cosine_onecycle_schedule(4, 1e-2)
     kernels_only = lambda tree: {"kernel": True, "bias": False}  # noqa: E731
-    results = []
-    for tx in (adam(schedule, "paper", weight_decay=0.3),
-               optax.adamw(schedule, weight_decay=0.3, mask=kernels_only),
-               adam(schedule, "paper")):
-        p, state = params, tx.init(params)
-        for g in grads:
-            updates, state = tx.update(g, state, p)
-            p = optax.apply_updates(p, updates)
-        results.append({k: np.asarray(v) for k, v in p.items()})
-    ours, theirs, undecayed = results
+    ours, theirs, undecayed = (
+        {name: np.asarray(value) for name, value in run_tree(tx, params, grads)[0].items()}
+        for tx in (adam(schedule, "paper", weight_decay=0.3),
+                   optax.adamw(schedule, weight_decay=0.3, mask=kernels_only),
+                   adam(schedule, "paper")))
     for name in params:
         np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(ours["bias"], undecayed["bias"])
