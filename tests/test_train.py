@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -18,6 +19,7 @@ from digitnet.metrics import loss_and_accuracy
 from digitnet.predict import Predictor
 from digitnet.training import limit_xla_to_one_core, split_for_training, train
 from digitnet.training.batches import epoch_order
+from digitnet.training.loop import _epochs_in_flight
 from digitnet.training.networks import (build_model, export_weights, import_weights,
                                         inked_pixels)
 
@@ -177,6 +179,30 @@ def test_each_epochs_validation_uses_that_epochs_weights(tiny_mnist):
     logits = Predictor(cfg, alone.weights).logits(split.val_images)
     assert alone.history[0].val_loss == pytest.approx(
         loss_and_accuracy(logits, split.val_labels)[0], rel=1e-6)
+
+
+def test_epochs_stopped_early_leave_none_computing(tiny_mnist):
+    # The caller stops with the next epoch in flight (a failed checkpoint write, early
+    # stopping, Ctrl-C). Once it has stopped, that epoch must have finished, not be left
+    # running on XLA's threads: a process exiting under it could crash as it shut down.
+    @jax.jit
+    def slow_epoch(state):  # a few tenths of a second of arithmetic
+        return jax.lax.fori_loop(0, 100, lambda _, s: jnp.tanh(s @ s), state)
+
+    dispatched = []
+
+    def run_epoch(state, images, labels, epoch):
+        dispatched.append(slow_epoch(state))
+        return dispatched[-1], jnp.zeros(()), jnp.zeros(()), jnp.zeros(())
+
+    state = jnp.full((512, 512), 1e-3)
+    slow_epoch(state).block_until_ready()  # compiled before the epochs start
+    images = tiny_mnist.train_images.reshape(len(tiny_mnist.train_images), -1)
+    epochs = _epochs_in_flight(TrainConfig(epochs=3), run_epoch, state, images,
+                               tiny_mnist.train_labels, first=1, last=3)
+    epoch, *_ = next(epochs)
+    epochs.close()
+    assert epoch == 1 and len(dispatched) == 2 and dispatched[1].is_ready()
 
 
 def test_epoch_order_is_a_seeded_permutation_padded_to_whole_batches():

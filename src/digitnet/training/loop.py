@@ -10,6 +10,7 @@ The network comes from its family (networks.py), which also says which pixels it
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from dataclasses import dataclass
@@ -122,21 +123,29 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
 
 
 def _epochs_in_flight(cfg: TrainConfig, run_epoch, state, images: np.ndarray,
-                      labels: np.ndarray, first: int):
-    """Run the epochs from `first` on; yield (epoch, state, [train loss, train accuracy, lr])
-    for each one once the next one has started, so that what the caller does with it, and
-    the gathering of the epoch after, overlap that training."""
-    batches = epoch_batches(cfg, first, images, labels)
+                      labels: np.ndarray, first: int, last: int):
+    """Run the epochs `first` to `last`; yield (epoch, state, [train loss, train accuracy,
+    lr]) for each one once the next one has started, so that what the caller does with it,
+    and the gathering of the epoch after, overlap that training.
+
+    Closed before the end (early stopping, an error, Ctrl-C), it waits for the epoch in
+    flight: nothing may be left computing on XLA's threads once training has returned or
+    raised. A process that exited under such a computation could crash as it shut down
+    (SIGSEGV after a failed checkpoint write, about one exit in four under load)."""
+    batches = epoch_batches(cfg, first, images, labels) if first <= last else None
     finished = None
-    for epoch in range(first, cfg.epochs + 1):
-        state, *metrics = run_epoch(state, *batches, epoch)  # returns at once
-        if epoch < cfg.epochs:
-            batches = epoch_batches(cfg, epoch + 1, images, labels)
+    try:
+        for epoch in range(first, last + 1):
+            state, *metrics = run_epoch(state, *batches, epoch)  # returns at once
+            if epoch < last:
+                batches = epoch_batches(cfg, epoch + 1, images, labels)
+            if finished is not None:
+                yield finished
+            finished = (epoch, state, [float(m) for m in metrics])  # waits for this epoch
         if finished is not None:
             yield finished
-        finished = (epoch, state, [float(m) for m in metrics])  # waits for this epoch
-    if finished is not None:
-        yield finished
+    finally:
+        jax.block_until_ready(state)
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,9 @@ def train(
     model. The test set is used only when cfg.validate_on == 'test'.
 
     Nothing process-wide is changed (see training_speedups for what the CLI changes), and
-    nothing is written. Ctrl-C raises KeyboardInterrupt between or during epochs.
+    nothing is written. Ctrl-C raises KeyboardInterrupt between or during epochs. Whatever
+    ends the training (Ctrl-C, an error raised by a callback, early stopping) waits for the
+    epoch training at that moment: nothing is left computing once train returns or raises.
     """
     if resume is not None and resume.config != cfg:
         raise ConfigError("the checkpoint was made with another config: resume with its own "
@@ -198,30 +209,31 @@ def train(
         state = restore_state(state, resume.state, "the checkpoint")
         best_weights = resume.best_weights
     weights = training.weights(state) if chooser.done else None  # else the loop sets them
-    epochs = (_epochs_in_flight(cfg, training.run_epoch, state, training.images,
-                                split.train_labels, first=len(history) + 1)
-              if not chooser.done else ())
+    epochs = _epochs_in_flight(cfg, training.run_epoch, state, training.images,
+                               split.train_labels, first=len(history) + 1,
+                               last=len(history) if chooser.done else cfg.epochs)
     clock = time.perf_counter()
-    for epoch, state, (train_loss, train_acc, lr) in epochs:
-        # validated in NumPy on the host, beside the next epoch's training on XLA's threads
-        weights = training.weights(state)
-        logits = Predictor(cfg, weights).logits(split.val_images)
-        val_loss, val_acc = loss_and_accuracy(logits, split.val_labels)
-        previous, clock = clock, time.perf_counter()
-        record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr,
-                             seconds=clock - previous)
-        if resume is not None and epoch == resume.epoch + 1:
-            record = record.noted("resumed")
-        history.append(record)
-        if chooser.record(record) and cfg.keep == "best":
-            best_weights = weights
-        if on_checkpoint is not None:
-            on_checkpoint(Checkpoint(cfg, tuple(history), state_arrays(state),
-                                     best_weights if cfg.keep == "best" else None))
-        if on_epoch is not None:
-            on_epoch(record)
-        if chooser.done:
-            break  # early stopping; the epoch in flight is dropped
+    with contextlib.closing(epochs):
+        for epoch, state, (train_loss, train_acc, lr) in epochs:
+            # validated in NumPy on the host, beside the next epoch's training on XLA's threads
+            weights = training.weights(state)
+            logits = Predictor(cfg, weights).logits(split.val_images)
+            val_loss, val_acc = loss_and_accuracy(logits, split.val_labels)
+            previous, clock = clock, time.perf_counter()
+            record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr,
+                                 seconds=clock - previous)
+            if resume is not None and epoch == resume.epoch + 1:
+                record = record.noted("resumed")
+            history.append(record)
+            if chooser.record(record) and cfg.keep == "best":
+                best_weights = weights
+            if on_checkpoint is not None:
+                on_checkpoint(Checkpoint(cfg, tuple(history), state_arrays(state),
+                                         best_weights if cfg.keep == "best" else None))
+            if on_epoch is not None:
+                on_epoch(record)
+            if chooser.done:
+                break  # early stopping; the epoch in flight is waited for, then dropped
     kept = chooser.kept_epoch
     history[kept - 1] = history[kept - 1].noted("kept")
     if chooser.stopped_early:
