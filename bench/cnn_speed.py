@@ -75,7 +75,7 @@ def main() -> None:
                                       str(args.torch_epochs), str(cfg.batch_size), str(cfg.lr),
                                       ",".join(map(str, cfg.conv)),
                                       ",".join(map(str, cfg.dense)),
-                                      str(cfg.convs_per_block)])
+                                      str(cfg.convs_per_block), str(cfg.weight_decay)])
         torch_run = json.loads(out.strip().splitlines()[-1])
         plain = digitnet_train(work / "plain", args.data_dir, cache, "--no-augment",
                                "--epochs", str(args.torch_epochs))

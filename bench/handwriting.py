@@ -80,10 +80,11 @@ def main() -> None:
         for name, cfg in configs.items():
             started = time.perf_counter()
             predictor = Predictor(cfg, train(cfg.replace(seed=seed), mnist).weights)
-            print(f"trained {name} (seed {seed}) in {time.perf_counter() - started:.1f} s",
-                  file=sys.stderr)
+            seconds = time.perf_counter() - started
             mnist_acc = float((predictor.probabilities(mnist.test_images).argmax(1)
                                == mnist.test_labels).mean())
+            print(f"trained {name} (seed {seed}) in {seconds:.1f} s: MNIST test "
+                  f"{mnist_acc:.2%}", file=sys.stderr)
             for label, model_name, images in rows:
                 if model_name == name:
                     probabilities = predictor.probabilities(images)

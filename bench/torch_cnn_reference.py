@@ -2,13 +2,14 @@
 
 Same network as `digitnet train --model cnn` (3x3 'same' convolutions with ReLU, each block
 ending in 2x2 max-pooling, ReLU dense layers, 10 logits; Glorot-uniform kernels, zero biases),
-same batch size, Adam with a one-cycle cosine schedule, on the same local IDX files: the last
+same batch size, Adam with a one-cycle cosine schedule and the same decoupled decay of the
+kernels (AdamW, biases not decayed), on the same local IDX files: the last
 6,000 training images are not used, as digitnet's 10% hold-out leaves them out. Two threads,
 denormals flushed to zero, fused Adam. No augmentation (PyTorch has none built in without
 torchvision). Prints one JSON line: seconds and test accuracy after every epoch.
 
 Usage: python torch_cnn_reference.py MNIST_DIR EPOCHS BATCH LR CONV DENSE CONVS_PER_BLOCK
-(CONV and DENSE comma separated, e.g. 32,64 and 128)
+WEIGHT_DECAY (CONV and DENSE comma separated, e.g. 32,64 and 128)
 """
 
 import json
@@ -47,7 +48,7 @@ def main():
     folder, epochs, batch, lr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     conv = [int(c) for c in sys.argv[5].split(",")]
     dense = [int(d) for d in sys.argv[6].split(",") if d]
-    per_block = int(sys.argv[7])
+    per_block, weight_decay = int(sys.argv[7]), float(sys.argv[8])
     import torch
 
     torch.set_num_threads(2)
@@ -59,7 +60,10 @@ def main():
     test_x = to_tensor(read_idx(f"{folder}/t10k-images-idx3-ubyte.gz")[:, None])
     test_y = torch.from_numpy(read_idx(f"{folder}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
     model = network(torch, conv, dense, per_block)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    kernels = [p for p in model.parameters() if p.ndim > 1]
+    biases = [p for p in model.parameters() if p.ndim == 1]
+    optimizer = torch.optim.AdamW([{"params": kernels, "weight_decay": weight_decay},
+                                   {"params": biases, "weight_decay": 0.0}], lr=lr, fused=True)
     steps = -(-len(train_x) // batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps * epochs,
                                                    anneal_strategy="cos")

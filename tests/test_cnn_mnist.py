@@ -18,14 +18,13 @@ def cnn_result(real_mnist):
     return train(recipe("cnn"), real_mnist)
 
 
-def test_cnn_recipe_reaches_99_4_percent(cnn_result, real_mnist):
-    # Seeds 0-2 measured 99.50 / 99.44 / 99.53 % (docs/training.md), and seed 0 read 99.49 %
-    # in this test on one machine of this kind (2026-12-02) after passing on others: a CPU's
-    # rounding moves a 15-epoch run by a few images, so asserting the 99.5 % that #12 asks
-    # would fail by chance. 99.4 % is above what the recipe reached with milder augmentation
-    # (strength 0.3: 99.35 % on validation).
+def test_cnn_recipe_reaches_99_5_percent(cnn_result, real_mnist):
+    # Seeds 0-5 measured 99.55-99.62 %, seeds 0-2 the same on two machines of this kind
+    # (docs/training.md): the lowest 5 images above the line, seed 0 (this run) 12 above. A
+    # CPU's rounding can move a 15-epoch run by more than a few images: 13 were seen once
+    # between two machines, for the recipe without weight decay.
     probs = Predictor(cnn_result.config, cnn_result.weights).probabilities(real_mnist.test_images)
-    assert compute_metrics(probs, real_mnist.test_labels).accuracy >= 0.994
+    assert compute_metrics(probs, real_mnist.test_labels).accuracy >= 0.995
 
 
 def test_numpy_inference_agrees_with_the_trained_flax_cnn(cnn_result, real_mnist):
