@@ -3,9 +3,9 @@
 Same network as `digitnet train --model cnn` (3x3 'same' convolutions with ReLU, each block
 ending in 2x2 max-pooling, ReLU dense layers, 10 logits; Glorot-uniform kernels, zero biases),
 same batch size, Adam with a one-cycle cosine schedule and the same decoupled decay of the
-kernels (AdamW, biases not decayed), on the same local IDX files: the last
-6,000 training images are not used, as digitnet's 10% hold-out leaves them out. Two threads,
-denormals flushed to zero, fused Adam. No augmentation (PyTorch has none built in without
+kernels (AdamW, biases not decayed), on the same local IDX files: the last 6,000 training
+images are not used, as digitnet's 10% hold-out leaves them out. Two threads, denormals
+flushed to zero, fused AdamW. No augmentation (PyTorch has none built in without
 torchvision). Prints one JSON line: seconds and test accuracy after every epoch.
 
 Usage: python torch_cnn_reference.py MNIST_DIR EPOCHS BATCH LR CONV DENSE CONVS_PER_BLOCK
