@@ -18,8 +18,8 @@ from digitnet.data import MnistData
 from digitnet.metrics import loss_and_accuracy
 from digitnet.predict import Predictor
 from digitnet.training import limit_xla_to_one_core, split_for_training, train
+from digitnet.training import loop
 from digitnet.training.batches import epoch_order
-from digitnet.training.loop import _epochs_in_flight
 from digitnet.training.networks import (build_model, export_weights, import_weights,
                                         inked_pixels)
 
@@ -198,11 +198,29 @@ def test_epochs_stopped_early_leave_none_computing(tiny_mnist):
     state = jnp.full((512, 512), 1e-3)
     slow_epoch(state).block_until_ready()  # compiled before the epochs start
     images = tiny_mnist.train_images.reshape(len(tiny_mnist.train_images), -1)
-    epochs = _epochs_in_flight(TrainConfig(epochs=3), run_epoch, state, images,
-                               tiny_mnist.train_labels, first=1, last=3)
+    epochs = loop._epochs_in_flight(TrainConfig(epochs=3), run_epoch, state, images,
+                                    tiny_mnist.train_labels, first=1, last=3)
     epoch, *_ = next(epochs)
     epochs.close()
     assert epoch == 1 and len(dispatched) == 2 and dispatched[1].is_ready()
+
+
+def test_training_stopped_by_an_error_closes_its_epochs(tiny_mnist, monkeypatch):
+    # ... so that the wait above happens before the error leaves train, not whenever the
+    # generator is collected (the traceback keeps train's frame, and the generator, alive)
+    started, epochs_in_flight = [], loop._epochs_in_flight
+
+    def recorded(*args, **kwargs):
+        started.append(epochs_in_flight(*args, **kwargs))
+        return started[-1]
+
+    def disk_full(checkpoint):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(loop, "_epochs_in_flight", recorded)
+    with pytest.raises(OSError):
+        train(TrainConfig(epochs=3, hidden=(16,)), tiny_mnist, on_checkpoint=disk_full)
+    assert started[0].gi_frame is None  # closed: its finally has run
 
 
 def test_epoch_order_is_a_seeded_permutation_padded_to_whole_batches():
