@@ -4,6 +4,7 @@ files of every format version this digitnet reads."""
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -40,13 +41,59 @@ def test_numpy_inference_matches_the_flax_network(cfg, tiny_mnist):
     np.testing.assert_allclose(numpy_logits, flax_logits, rtol=1e-5, atol=1e-6)
 
 
+def _direct_cnn_logits(cfg, weights, images):
+    """The CNN written with XLA's own convolution and pooling windows, differentiated by
+    autodiff: an independent reference for the written-out gradients of the training network."""
+    from jax import lax
+
+    from digitnet.models.cnn import conv_layout
+    from digitnet.training.networks import ACTIVATIONS
+
+    activation = ACTIVATIONS[cfg.activation]
+    x = images.reshape(-1, 28, 28, 1)
+    for i, (_, _, pools) in enumerate(conv_layout(cfg)):
+        x = lax.conv_general_dilated(x, weights[f"conv_{i}.kernel"], (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = activation(x + weights[f"conv_{i}.bias"])
+        if pools and cfg.pool == "max":
+            x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        elif pools:
+            x = lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
+    x = x.reshape(len(x), -1)
+    n_dense = len(cfg.dense) + 1
+    for i in range(n_dense):
+        x = x @ weights[f"dense_{i}.kernel"] + weights[f"dense_{i}.bias"]
+        x = activation(x) if i < n_dense - 1 else x
+    return x
+
+
+@pytest.mark.parametrize("cfg", CNN_CONFIGS, ids=["cnn", "cnn-deep", "cnn-tanh-avg"])
+def test_cnn_gradients_match_a_direct_convolution(cfg, tiny_mnist):
+    # Blank margins and nonzero biases make many equal maxima in the pooling windows: the
+    # gradient must reach one input of each window, as XLA's own pooling gradient does.
+    rng = np.random.default_rng(cfg.seed)
+    weights = {name: w if name.endswith("kernel") else rng.normal(0, 0.2, w.shape).astype(np.float32)
+               for name, w in export_weights(build_model(cfg)).items()}
+    images = jnp.asarray(tiny_mnist.train_images[:16].reshape(-1, 784), jnp.float32) / 255
+    cotangent = jnp.asarray(rng.normal(size=(16, 10)), jnp.float32)
+    model = import_weights(build_model(cfg), weights)
+    grads = nnx.grad(lambda model: jnp.sum(model(images) * cotangent))(model)
+    graph, _, rest = nnx.split(model, nnx.Param, ...)
+    grads = export_weights(nnx.merge(graph, grads, rest))  # named as the weights are
+    expected = jax.grad(lambda w: jnp.sum(_direct_cnn_logits(cfg, w, images) * cotangent))(weights)
+    for name, grad in expected.items():
+        scale = float(jnp.abs(grad).max())
+        assert scale > 0, name
+        np.testing.assert_allclose(grads[name], grad, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+
 @pytest.mark.parametrize("cfg", CNN_CONFIGS, ids=["cnn", "cnn-deep", "cnn-tanh-avg"])
 def test_cnn_tensors_are_what_the_family_says(cfg):
     model = build_model(cfg)
     weights = export_weights(model)
     assert {n: w.shape for n, w in weights.items()} == family(cfg).tensor_shapes(cfg)
     count = sum(int(np.prod(p.shape)) for p in
-                __import__("jax").tree.leaves(nnx.state(model, nnx.Param)))
+                jax.tree.leaves(nnx.state(model, nnx.Param)))
     assert count == sum(int(np.prod(s)) for s in family(cfg).tensor_shapes(cfg).values())
     other = import_weights(build_model(cfg, seed=99), weights)
     for name, array in export_weights(other).items():

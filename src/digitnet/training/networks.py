@@ -46,26 +46,106 @@ class MLP(nnx.Module):
 
 class Conv3x3(nnx.Module):
     """3x3 'same' convolution of NHWC images as patches times a (9 in, out) matrix, which
-    XLA's CPU backend runs many times faster than its direct convolution at these sizes."""
+    XLA's CPU backend runs many times faster than its direct convolution at these sizes.
+    `pooling` ('max', 'avg' or None) pools the product before the bias is added, which gives
+    the same values (the bias is constant over each window) for a quarter of the additions."""
 
     def __init__(self, n_in: int, n_out: int, *, rngs: nnx.Rngs):
         self.kernel = nnx.Param(_glorot(rngs.params(), (KERNEL, KERNEL, n_in, n_out)))
         self.bias = nnx.Param(jnp.zeros((n_out,)))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        n, h, w, c = x.shape
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        patches = jnp.concatenate([padded[:, i:i + h, j:j + w]
-                                   for i in range(KERNEL) for j in range(KERNEL)], axis=-1)
-        kernel = self.kernel[...]
-        return patches @ kernel.reshape(-1, kernel.shape[-1]) + self.bias[...]
+    def __call__(self, x: jax.Array, pooling: str | None = None) -> jax.Array:
+        product = patch_product(x, self.kernel[...])
+        return (pool(product, pooling) if pooling else product) + self.bias[...]
+
+
+def _patches(x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N x H x W, 9C): each pixel's zero-padded 3x3 neighbourhood, ordered
+    (row offset, column offset, channel) as kernel.reshape(9C, out) is."""
+    n, h, w, c = x.shape
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    windows = [padded[:, i:i + h, j:j + w] for i in range(KERNEL) for j in range(KERNEL)]
+    return jnp.concatenate(windows, axis=-1).reshape(n * h * w, KERNEL * KERNEL * c)
+
+
+@jax.custom_vjp
+def patch_product(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """(N, H, W, in) images convolved with a (3, 3, in, out) kernel ('same' padding, no bias).
+
+    The gradients are written out (_patch_product_gradients) rather than left to autodiff,
+    whose kernel gradient had XLA copy the whole output gradient into a transposed layout
+    first (see docs/performance.md)."""
+    return _patch_product_forward(x, kernel)[0]
+
+
+def _patch_product_forward(x: jax.Array, kernel: jax.Array):
+    patches = _patches(x)
+    product = patches @ kernel.reshape(patches.shape[1], -1)
+    return product.reshape(*x.shape[:3], kernel.shape[-1]), (patches, kernel)
+
+
+def _patch_product_gradients(residuals, grad: jax.Array):
+    patches, kernel = residuals
+    n, h, w, n_out = grad.shape
+    grad = grad.reshape(-1, n_out)
+    grad_kernel = (patches.T @ grad).reshape(kernel.shape)
+    # Each patch column came from one shifted window of the padded input: add them back.
+    grad_patches = (grad @ kernel.reshape(-1, n_out).T).reshape(n, h, w, KERNEL * KERNEL, -1)
+    grad_padded = sum(jnp.pad(grad_patches[:, :, :, KERNEL * i + j],
+                              ((0, 0), (i, KERNEL - 1 - i), (j, KERNEL - 1 - j), (0, 0)))
+                      for i in range(KERNEL) for j in range(KERNEL))
+    return grad_padded[:, 1:h + 1, 1:w + 1], grad_kernel
+
+
+patch_product.defvjp(_patch_product_forward, _patch_product_gradients)
+
+
+def _even_crop(x: jax.Array) -> jax.Array:
+    """(N, H, W, C) without an odd last row or column, as (N, H/2, 2, W/2, 2, C) windows."""
+    n, h, w, c = x.shape
+    return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
 
 
 def pool(x: jax.Array, kind: str) -> jax.Array:
     """2x2 'max' or 'avg' pooling of (N, H, W, C); an odd last row or column is dropped."""
+    return max_pool(x) if kind == "max" else _even_crop(x).mean(axis=(2, 4))
+
+
+@jax.custom_vjp
+def max_pool(x: jax.Array) -> jax.Array:
+    """2x2 max-pooling whose gradient goes to the first input (in row-major order) equal to
+    its window's maximum, as PyTorch's does.
+
+    Autodiff's version divides the gradient among tied maxima, which costs a count of the
+    ties in every window (about a tenth of the `cnn` recipe's training step). Ties are
+    common (an image's blank margins give equal outputs), but tied inputs there have equal
+    patches too, so either choice gives the kernels the same gradient."""
+    return _even_crop(x).max(axis=(2, 4))
+
+
+def _max_pool_forward(x: jax.Array):
+    pooled = max_pool(x)
+    return pooled, (x, pooled)
+
+
+def _max_pool_gradient(residuals, grad: jax.Array):
+    x, pooled = residuals
+    windows = _even_crop(x)
+    taken = jnp.zeros(pooled.shape, bool)
+    rows = []
+    for i in range(2):
+        row = []
+        for j in range(2):
+            first = (windows[:, :, i, :, j] == pooled) & ~taken
+            taken = taken | first
+            row.append(jnp.where(first, grad, 0.0).astype(x.dtype))
+        rows.append(jnp.stack(row, axis=3))  # (N, H/2, W/2, 2, C): this row of each window
     n, h, w, c = x.shape
-    blocks = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
-    return blocks.max(axis=(2, 4)) if kind == "max" else blocks.mean(axis=(2, 4))
+    grad_even = jnp.stack(rows, axis=2).reshape(n, h // 2 * 2, w // 2 * 2, c)
+    return (jnp.pad(grad_even, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
+
+
+max_pool.defvjp(_max_pool_forward, _max_pool_gradient)
 
 
 class CNN(nnx.Module):
@@ -84,9 +164,11 @@ class CNN(nnx.Module):
         activation = ACTIVATIONS[self.activation]
         x = x.reshape(-1, SIDE, SIDE, 1)
         for conv, pools in zip(self.convs, self.pools):
-            x = activation(conv(x))
-            if pools:
-                x = pool(x, self.pool)
+            if pools and self.pool == "max":  # as in digitnet.models.cnn: the same values
+                x = activation(conv(x, pooling="max"))
+            else:
+                x = activation(conv(x))
+                x = pool(x, self.pool) if pools else x
         return _dense_stack(self.layers, activation, x.reshape(x.shape[0], -1))
 
     def named_params(self) -> dict[str, nnx.Param]:
