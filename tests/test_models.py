@@ -72,7 +72,8 @@ def test_cnn_gradients_match_a_direct_convolution(cfg, tiny_mnist):
     # Blank margins and nonzero biases make many equal maxima in the pooling windows: the
     # gradient must reach one input of each window, as XLA's own pooling gradient does.
     rng = np.random.default_rng(cfg.seed)
-    weights = {name: w if name.endswith("kernel") else rng.normal(0, 0.2, w.shape).astype(np.float32)
+    weights = {name: w if name.endswith("kernel") else
+               rng.normal(0, 0.2, w.shape).astype(np.float32)
                for name, w in export_weights(build_model(cfg)).items()}
     images = jnp.asarray(tiny_mnist.train_images[:16].reshape(-1, 784), jnp.float32) / 255
     cotangent = jnp.asarray(rng.normal(size=(16, 10)), jnp.float32)

@@ -86,7 +86,7 @@ class CNN(Family):
         for i, (n_in, n_out, pools) in enumerate(conv_layout(cfg)):
             kernel = weights[f"conv_{i}.kernel"].reshape(KERNEL * KERNEL * n_in, n_out)
             x = patches(x) @ kernel
-            if pools and cfg.pool == "max":  # pooled first: the same values for a quarter of the work
+            if pools and cfg.pool == "max":  # pooled first: the same values, a quarter the work
                 x = activate(cfg.activation, pool(x, "max") + weights[f"conv_{i}.bias"])
             else:
                 x = activate(cfg.activation, x + weights[f"conv_{i}.bias"])
