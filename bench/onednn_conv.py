@@ -1,0 +1,165 @@
+"""The `cnn` recipe's steady epoch with its convolutions computed by oneDNN, against the
+committed `patch_product`, in one run (docs/performance.md, "How the convolutions are
+computed", records what it measured).
+
+    .venv/bin/python bench/onednn_conv.py [--data-dir DIR] [--rounds 2] [--epochs 3]
+
+Each round trains `digitnet train --recipe cnn --no-augment` three ways, one process each:
+as committed; with `patch_product` and its gradients replaced by XLA FFI calls into oneDNN
+(bench/onednn_conv/conv.cc) in float32; and the same with oneDNN allowed bfloat16 math where
+a convolution has more than one input channel (the first one's stays float32). It prints
+each way's steady epochs and validation accuracy, and the ratio to the committed epoch.
+
+oneDNN comes from PyPI (`onednn-devel`, about 2 GB with the SYCL and OpenCL runtimes it is
+built for) into its own virtual environment (`--venv`), once; the handlers are compiled
+with g++ against JAX's FFI headers. Neither is a dependency of digitnet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from speed import ratio
+
+SOURCE = Path(__file__).resolve().parent / "onednn_conv" / "conv.cc"
+ONEDNN = "onednn-devel==2026.1.0"
+WAYS = {"committed": None, "oneDNN float32": 0, "oneDNN bfloat16": 1}
+
+
+def onednn_prefix(venv: Path) -> Path:
+    """The virtual environment holding oneDNN's headers and libraries (made once)."""
+    if not (venv / "include" / "oneapi" / "dnnl" / "dnnl.hpp").exists():
+        print(f"installing {ONEDNN} into {venv} (once, about 2 GB) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", ONEDNN],
+                       check=True)
+    return venv
+
+
+def build(prefix: Path, out: Path) -> Path:
+    import jax
+
+    library = out / "libdigitnet_onednn_conv.so"
+    subprocess.run(["g++", "-O2", "-shared", "-fPIC", "-std=c++17", "-w",
+                    f"-I{prefix / 'include'}", f"-I{jax.ffi.include_dir()}", str(SOURCE),
+                    f"-L{prefix / 'lib'}", "-ldnnl", f"-Wl,-rpath,{prefix / 'lib'}",
+                    "-o", str(library)], check=True)
+    return library
+
+
+def runtime_env(prefix: Path) -> dict[str, str]:
+    """The wheel's oneDNN runs on SYCL, which finds the CPU through Intel's OpenCL runtime."""
+    lib = prefix / "lib"
+    opencl = sorted(lib.glob("libintelocl.so.*"))
+    if not opencl:
+        sys.exit(f"no libintelocl.so.* in {lib}: the oneDNN wheel cannot find the CPU")
+    return {**os.environ, "OCL_ICD_FILENAMES": str(opencl[-1]),
+            "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(lib),
+                                                              os.environ.get("LD_LIBRARY_PATH")]))}
+
+
+def use_onednn(library: Path, bf16: int) -> None:
+    """Replace digitnet's `patch_product` (looked up at each call) with oneDNN's."""
+    import ctypes
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from digitnet.training import networks
+
+    handlers = ctypes.cdll.LoadLibrary(str(library))
+    for name in ("ConvForward", "ConvInputGradient", "ConvKernelGradient"):
+        jax.ffi.register_ffi_target(f"digitnet_{name}", jax.ffi.pycapsule(getattr(handlers, name)),
+                                    platform="cpu")
+
+    def call(name, shape, *args, channels_in):
+        mode = np.int64(bf16 if channels_in > 1 else 0)
+        return jax.ffi.ffi_call(f"digitnet_{name}", jax.ShapeDtypeStruct(shape, jnp.float32))(
+            *args, bf16=mode)
+
+    @jax.custom_vjp
+    def patch_product(x, kernel):
+        return forward(x, kernel)[0]
+
+    def forward(x, kernel):
+        y = call("ConvForward", x.shape[:3] + kernel.shape[3:], x, kernel,
+                 channels_in=x.shape[3])
+        return y, (x, kernel)
+
+    def gradients(residuals, grad):
+        x, kernel = residuals
+        grad_kernel = call("ConvKernelGradient", kernel.shape, x, grad, channels_in=1)
+        if x.shape[3] == 1:  # the images: nothing asks for their gradient
+            return jnp.zeros_like(x), grad_kernel
+        return call("ConvInputGradient", x.shape, grad, kernel,
+                    channels_in=x.shape[3]), grad_kernel
+
+    patch_product.defvjp(forward, gradients)
+    networks.patch_product = patch_product
+
+
+def train_one(way: str, library: Path, out: Path, data_dir: Path, epochs: int) -> None:
+    if WAYS[way] is not None:
+        use_onednn(library, WAYS[way])
+    from digitnet.cli import main
+
+    sys.exit(main(["train", "--recipe", "cnn", "--no-augment", "--epochs", str(epochs),
+                   "--no-plots", "--out", str(out), "--data-dir", str(data_dir),
+                   "--no-download"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA_DIR"),
+                        help="MNIST folder (default: $DIGITNET_DATA_DIR)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--venv", type=Path,
+                        default=Path.home() / ".cache" / "digitnet" / "bench" / "onednn-venv")
+    parser.add_argument("--train", nargs=3, metavar=("WAY", "LIBRARY", "OUT"),
+                        help=argparse.SUPPRESS)  # one training, in the child process
+    args = parser.parse_args()
+    if args.data_dir is None:
+        sys.exit("give --data-dir or set DIGITNET_DATA_DIR")
+    if args.train:
+        way, library, out = args.train
+        train_one(way, Path(library), Path(out), args.data_dir, args.epochs)
+    prefix = onednn_prefix(args.venv)
+    epochs = {way: [] for way in WAYS}
+    accuracy = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        library = build(prefix, work)
+        env = {**runtime_env(prefix), "DIGITNET_CACHE_DIR": str(work / "cache")}
+        for round_ in range(args.rounds):
+            for i, way in enumerate(WAYS):
+                out = work / f"run{round_}-{i}"
+                subprocess.run([sys.executable, __file__, "--data-dir", str(args.data_dir),
+                                "--epochs", str(args.epochs), "--train", way, str(library),
+                                str(out)], env=env, check=True, capture_output=True)
+                history = json.loads((out / "history.json").read_text())
+                epochs[way] += [r["seconds"] for r in history[1:]]
+                accuracy[way] = history[-1]["val_accuracy"]
+    committed = statistics.median(epochs["committed"])
+    print(f"\n`digitnet train --recipe cnn --no-augment --epochs {args.epochs}`, "
+          f"{args.rounds} rounds, steady epochs (the first of each run left out); "
+          f"{sysconfig.get_platform()}")
+    print(f"{'convolutions':20}{'steady epoch (s)':>20}{'median':>9}{'ratio':>9}"
+          f"{'validation':>12}")
+    for way, seconds in epochs.items():
+        median = statistics.median(seconds)
+        print(f"{way:20}{min(seconds):>10.2f} - {max(seconds):<7.2f}{median:>9.2f}"
+              f"{ratio(committed, median):>9}{accuracy[way]:>12.2%}")
+
+
+if __name__ == "__main__":
+    main()
