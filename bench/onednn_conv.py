@@ -6,9 +6,11 @@ computed", records what it measured).
 
 Each round trains `digitnet train --recipe cnn --no-augment` three ways, one process each:
 as committed; with `patch_product` and its gradients replaced by XLA FFI calls into oneDNN
-(bench/onednn_conv/conv.cc) in float32; and the same with oneDNN allowed bfloat16 math where
-a convolution has more than one input channel (the first one's stays float32). It prints
-each way's steady epochs and validation accuracy, and the ratio to the committed epoch.
+(bench/onednn_conv/conv.cc) in float32; and the same with oneDNN allowed bfloat16 math in
+the forward product and input gradient of a convolution with more than one input channel
+(the kernel gradients and the first convolution stay float32). It prints how far each way's
+outputs and gradients are from `patch_product`'s on random inputs, each way's steady epochs
+and validation accuracy, and the ratio to the committed epoch.
 
 oneDNN comes from PyPI (`onednn-devel`, about 2 GB with the SYCL and OpenCL runtimes it is
 built for) into its own virtual environment (`--venv`), once; the handlers are compiled
@@ -107,6 +109,37 @@ def use_onednn(library: Path, bf16: int) -> None:
     networks.patch_product = patch_product
 
 
+def check_agreement(library: Path) -> None:
+    """Print the largest relative difference from `patch_product` of each oneDNN way's
+    output, input gradient and kernel gradient, for the recipe's two convolutions."""
+    import jax
+    import numpy as np
+
+    from digitnet.training import networks
+
+    committed = networks.patch_product
+    rng = np.random.default_rng(0)
+    for way, bf16 in WAYS.items():
+        if bf16 is None:
+            continue
+        use_onednn(library, bf16)
+        for side, n_in, n_out in ((28, 1, 24), (14, 24, 48)):
+            x = rng.standard_normal((32, side, side, n_in), np.float32)
+            kernel = rng.standard_normal((3, 3, n_in, n_out), np.float32) / 3
+            grad = rng.standard_normal((32, side, side, n_out), np.float32)
+            results = []
+            for product in (committed, networks.patch_product):
+                y, vjp = jax.vjp(jax.jit(product), x, kernel)
+                results.append((y, *vjp(grad)))
+            worst = [float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+                     for theirs, ours in zip(*results)]
+            input_gradient = f"{worst[1]:.1e}" if n_in > 1 else "not computed (the images')"
+            print(f"{way}, {n_in} -> {n_out} channels: relative difference output "
+                  f"{worst[0]:.1e}, kernel gradient {worst[2]:.1e}, input gradient "
+                  f"{input_gradient}")
+        networks.patch_product = committed
+
+
 def train_one(way: str, library: Path, out: Path, data_dir: Path, epochs: int) -> None:
     if WAYS[way] is not None:
         use_onednn(library, WAYS[way])
@@ -127,9 +160,13 @@ def main() -> None:
                         default=Path.home() / ".cache" / "digitnet" / "bench" / "onednn-venv")
     parser.add_argument("--train", nargs=3, metavar=("WAY", "LIBRARY", "OUT"),
                         help=argparse.SUPPRESS)  # one training, in the child process
+    parser.add_argument("--check", type=Path, metavar="LIBRARY",
+                        help=argparse.SUPPRESS)  # check_agreement, in a child process
     args = parser.parse_args()
     if args.data_dir is None:
         sys.exit("give --data-dir or set DIGITNET_DATA_DIR")
+    if args.check:
+        return check_agreement(args.check)
     if args.train:
         way, library, out = args.train
         train_one(way, Path(library), Path(out), args.data_dir, args.epochs)
@@ -140,6 +177,8 @@ def main() -> None:
         work = Path(tmp)
         library = build(prefix, work)
         env = {**runtime_env(prefix), "DIGITNET_CACHE_DIR": str(work / "cache")}
+        subprocess.run([sys.executable, __file__, "--data-dir", str(args.data_dir), "--check",
+                        str(library)], env=env, check=True)
         for round_ in range(args.rounds):
             for i, way in enumerate(WAYS):
                 out = work / f"run{round_}-{i}"
