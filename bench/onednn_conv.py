@@ -25,7 +25,6 @@ import os
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -68,25 +67,31 @@ def runtime_env(prefix: Path) -> dict[str, str]:
                                                               os.environ.get("LD_LIBRARY_PATH")]))}
 
 
-def use_onednn(library: Path, bf16: int) -> None:
-    """Replace digitnet's `patch_product` (looked up at each call) with oneDNN's."""
+def register_handlers(library: Path) -> None:
+    """Load the compiled handlers and make them XLA custom calls named digitnet_*."""
     import ctypes
 
     import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from digitnet.training import networks
 
     handlers = ctypes.cdll.LoadLibrary(str(library))
     for name in ("ConvForward", "ConvInputGradient", "ConvKernelGradient"):
         jax.ffi.register_ffi_target(f"digitnet_{name}", jax.ffi.pycapsule(getattr(handlers, name)),
                                     platform="cpu")
 
-    def call(name, shape, *args, channels_in):
-        mode = np.int64(bf16 if channels_in > 1 else 0)
+
+def use_onednn(bf16: int) -> None:
+    """Replace digitnet's `patch_product` (looked up at each call) with oneDNN's; `bf16`
+    lets a convolution with more than one input channel use bfloat16 math in its forward
+    product and input gradient."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from digitnet.training import networks
+
+    def call(name, shape, *args, bfloat16=False):
         return jax.ffi.ffi_call(f"digitnet_{name}", jax.ShapeDtypeStruct(shape, jnp.float32))(
-            *args, bf16=mode)
+            *args, bf16=np.int64(bfloat16))
 
     @jax.custom_vjp
     def patch_product(x, kernel):
@@ -94,16 +99,15 @@ def use_onednn(library: Path, bf16: int) -> None:
 
     def forward(x, kernel):
         y = call("ConvForward", x.shape[:3] + kernel.shape[3:], x, kernel,
-                 channels_in=x.shape[3])
+                 bfloat16=bf16 and x.shape[3] > 1)
         return y, (x, kernel)
 
     def gradients(residuals, grad):
         x, kernel = residuals
-        grad_kernel = call("ConvKernelGradient", kernel.shape, x, grad, channels_in=1)
+        grad_kernel = call("ConvKernelGradient", kernel.shape, x, grad)
         if x.shape[3] == 1:  # the images: nothing asks for their gradient
             return jnp.zeros_like(x), grad_kernel
-        return call("ConvInputGradient", x.shape, grad, kernel,
-                    channels_in=x.shape[3]), grad_kernel
+        return call("ConvInputGradient", x.shape, grad, kernel, bfloat16=bf16), grad_kernel
 
     patch_product.defvjp(forward, gradients)
     networks.patch_product = patch_product
@@ -118,11 +122,12 @@ def check_agreement(library: Path) -> None:
     from digitnet.training import networks
 
     committed = networks.patch_product
+    register_handlers(library)
     rng = np.random.default_rng(0)
     for way, bf16 in WAYS.items():
         if bf16 is None:
             continue
-        use_onednn(library, bf16)
+        use_onednn(bf16)
         for side, n_in, n_out in ((28, 1, 24), (14, 24, 48)):
             x = rng.standard_normal((32, side, side, n_in), np.float32)
             kernel = rng.standard_normal((3, 3, n_in, n_out), np.float32) / 3
@@ -142,7 +147,8 @@ def check_agreement(library: Path) -> None:
 
 def train_one(way: str, library: Path, out: Path, data_dir: Path, epochs: int) -> None:
     if WAYS[way] is not None:
-        use_onednn(library, WAYS[way])
+        register_handlers(library)
+        use_onednn(WAYS[way])
     from digitnet.cli import main
 
     sys.exit(main(["train", "--recipe", "cnn", "--no-augment", "--epochs", str(epochs),
@@ -190,8 +196,7 @@ def main() -> None:
                 accuracy[way] = history[-1]["val_accuracy"]
     committed = statistics.median(epochs["committed"])
     print(f"\n`digitnet train --recipe cnn --no-augment --epochs {args.epochs}`, "
-          f"{args.rounds} rounds, steady epochs (the first of each run left out); "
-          f"{sysconfig.get_platform()}")
+          f"{args.rounds} rounds, steady epochs (the first of each run left out)")
     print(f"{'convolutions':20}{'steady epoch (s)':>20}{'median':>9}{'ratio':>9}"
           f"{'validation':>12}")
     for way, seconds in epochs.items():
