@@ -169,10 +169,10 @@ def main() -> None:
     parser.add_argument("--check", type=Path, metavar="LIBRARY",
                         help=argparse.SUPPRESS)  # check_agreement, in a child process
     args = parser.parse_args()
-    if args.data_dir is None:
-        sys.exit("give --data-dir or set DIGITNET_DATA_DIR")
     if args.check:
         return check_agreement(args.check)
+    if args.data_dir is None:
+        sys.exit("give --data-dir or set DIGITNET_DATA_DIR")
     if args.train:
         way, library, out = args.train
         train_one(way, Path(library), Path(out), args.data_dir, args.epochs)
@@ -183,8 +183,7 @@ def main() -> None:
         work = Path(tmp)
         library = build(prefix, work)
         env = {**runtime_env(prefix), "DIGITNET_CACHE_DIR": str(work / "cache")}
-        subprocess.run([sys.executable, __file__, "--data-dir", str(args.data_dir), "--check",
-                        str(library)], env=env, check=True)
+        subprocess.run([sys.executable, __file__, "--check", str(library)], env=env, check=True)
         for round_ in range(args.rounds):
             for i, way in enumerate(WAYS):
                 out = work / f"run{round_}-{i}"

@@ -77,13 +77,27 @@ static const Plan &plan(Kind kind, const Shapes &s, int64_t bf16) {
   return it->second;
 }
 
-// The kernel as the primitive wants it: the caller's buffer, or a reordered copy.
-static memory kernel_memory(const Plan &p, const Shapes &s, void *data, bool copy_in) {
+// The kernel as the primitive reads it: the caller's buffer, or a reordered copy.
+static memory kernel_memory(const Plan &p, const Shapes &s, void *data) {
   memory given(s.kernel(), engine(), data);
   if (p.kernel == s.kernel()) return given;
   memory chosen(p.kernel, engine());
-  if (copy_in) dnnl::reorder(given, chosen).execute(stream(), given, chosen);
+  dnnl::reorder(given, chosen).execute(stream(), given, chosen);
   return chosen;
+}
+
+// The forward product (x -> y) or the input gradient (g -> dx): one image and the kernel
+// in, the other image out.
+static ffi::Error ImageToImage(Kind kind, const Shapes &s, int64_t bf16, void *image,
+                               void *kernel, void *result) {
+  bool forward = kind == kForward;
+  const Plan &p = plan(kind, s, bf16);
+  memory in(s.image(forward), engine(), image), out(s.image(!forward), engine(), result);
+  p.primitive.execute(stream(), {{forward ? DNNL_ARG_SRC : DNNL_ARG_DIFF_DST, in},
+                                 {DNNL_ARG_WEIGHTS, kernel_memory(p, s, kernel)},
+                                 {forward ? DNNL_ARG_DST : DNNL_ARG_DIFF_SRC, out}});
+  stream().wait();
+  return ffi::Error::Success();
 }
 
 // x (N, H, W, in), k (3, 3, in, out) -> y (N, H, W, out)
@@ -91,13 +105,7 @@ static ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
                           ffi::ResultBuffer<ffi::F32> y, int64_t bf16) {
   auto d = x.dimensions();
   Shapes s(d[0], d[1], d[2], d[3], k.dimensions()[3]);
-  const Plan &p = plan(kForward, s, bf16);
-  memory src(s.image(true), engine(), x.typed_data()), dst(s.image(false), engine(), y->typed_data());
-  p.primitive.execute(stream(), {{DNNL_ARG_SRC, src},
-                                 {DNNL_ARG_WEIGHTS, kernel_memory(p, s, k.typed_data(), true)},
-                                 {DNNL_ARG_DST, dst}});
-  stream().wait();
-  return ffi::Error::Success();
+  return ImageToImage(kForward, s, bf16, x.typed_data(), k.typed_data(), y->typed_data());
 }
 
 // g (N, H, W, out), k (3, 3, in, out) -> dx (N, H, W, in)
@@ -105,14 +113,8 @@ static ffi::Error InputGradient(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> k
                                 ffi::ResultBuffer<ffi::F32> dx, int64_t bf16) {
   auto d = g.dimensions();
   Shapes s(d[0], d[1], d[2], k.dimensions()[2], d[3]);
-  const Plan &p = plan(kInputGradient, s, bf16);
-  memory diff_dst(s.image(false), engine(), g.typed_data());
-  memory diff_src(s.image(true), engine(), dx->typed_data());
-  p.primitive.execute(stream(), {{DNNL_ARG_DIFF_DST, diff_dst},
-                                 {DNNL_ARG_WEIGHTS, kernel_memory(p, s, k.typed_data(), true)},
-                                 {DNNL_ARG_DIFF_SRC, diff_src}});
-  stream().wait();
-  return ffi::Error::Success();
+  return ImageToImage(kInputGradient, s, bf16, g.typed_data(), k.typed_data(),
+                      dx->typed_data());
 }
 
 // x (N, H, W, in), g (N, H, W, out) -> dk (3, 3, in, out)
@@ -124,10 +126,11 @@ static ffi::Error KernelGradient(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> 
   memory src(s.image(true), engine(), x.typed_data());
   memory diff_dst(s.image(false), engine(), g.typed_data());
   memory given(s.kernel(), engine(), dk->typed_data());
-  memory diff_kernel = kernel_memory(p, s, dk->typed_data(), false);
+  bool reordered = p.kernel != s.kernel();  // then computed in oneDNN's layout, copied back
+  memory diff_kernel = reordered ? memory(p.kernel, engine()) : given;
   p.primitive.execute(stream(), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
                                  {DNNL_ARG_DIFF_WEIGHTS, diff_kernel}});
-  if (p.kernel != s.kernel()) dnnl::reorder(diff_kernel, given).execute(stream(), diff_kernel, given);
+  if (reordered) dnnl::reorder(diff_kernel, given).execute(stream(), diff_kernel, given);
   stream().wait();
   return ffi::Error::Success();
 }
