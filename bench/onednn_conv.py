@@ -12,9 +12,9 @@ the forward product and input gradient of a convolution with more than one input
 outputs and gradients are from `patch_product`'s on random inputs, each way's steady epochs
 and validation accuracy, and the ratio to the committed epoch.
 
-oneDNN comes from PyPI (`onednn-devel`, about 2 GB with the SYCL and OpenCL runtimes it is
-built for) into its own virtual environment (`--venv`), once; the handlers are compiled
-with g++ against JAX's FFI headers. Neither is a dependency of digitnet.
+oneDNN comes from PyPI (`onednn-devel-cpu-gomp`, oneDNN 3.2 built for the CPU with GNU
+OpenMP, a 39 MB download) into its own virtual environment (`--venv`), once; the handlers
+are compiled with g++ against JAX's FFI headers. Neither is a dependency of digitnet.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from pathlib import Path
 from speed import ratio
 
 SOURCE = Path(__file__).resolve().parent / "onednn_conv" / "conv.cc"
-ONEDNN = "onednn-devel==2026.1.0"
+ONEDNN = "onednn-devel-cpu-gomp==2023.2.0"
 WAYS = {"committed": None, "oneDNN float32": 0, "oneDNN bfloat16": 1}
 
 
 def onednn_prefix(venv: Path) -> Path:
     """The virtual environment holding oneDNN's headers and libraries (made once)."""
     if not (venv / "include" / "oneapi" / "dnnl" / "dnnl.hpp").exists():
-        print(f"installing {ONEDNN} into {venv} (once, about 2 GB) ...", file=sys.stderr)
+        print(f"installing {ONEDNN} into {venv} (once, about 180 MB) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", ONEDNN],
                        check=True)
@@ -54,17 +54,6 @@ def build(prefix: Path, out: Path) -> Path:
                     f"-L{prefix / 'lib'}", "-ldnnl", f"-Wl,-rpath,{prefix / 'lib'}",
                     "-o", str(library)], check=True)
     return library
-
-
-def runtime_env(prefix: Path) -> dict[str, str]:
-    """The wheel's oneDNN runs on SYCL, which finds the CPU through Intel's OpenCL runtime."""
-    lib = prefix / "lib"
-    opencl = sorted(lib.glob("libintelocl.so.*"))
-    if not opencl:
-        sys.exit(f"no libintelocl.so.* in {lib}: the oneDNN wheel cannot find the CPU")
-    return {**os.environ, "OCL_ICD_FILENAMES": str(opencl[-1]),
-            "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(lib),
-                                                              os.environ.get("LD_LIBRARY_PATH")]))}
 
 
 def register_handlers(library: Path) -> None:
@@ -163,7 +152,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--venv", type=Path,
-                        default=Path.home() / ".cache" / "digitnet" / "bench" / "onednn-venv")
+                        default=Path.home() / ".cache" / "digitnet" / "bench" / "onednn-cpu-venv")
     parser.add_argument("--train", nargs=3, metavar=("WAY", "LIBRARY", "OUT"),
                         help=argparse.SUPPRESS)  # one training, in the child process
     parser.add_argument("--check", type=Path, metavar="LIBRARY",
@@ -182,7 +171,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         library = build(prefix, work)
-        env = {**runtime_env(prefix), "DIGITNET_CACHE_DIR": str(work / "cache")}
+        env = {**os.environ, "DIGITNET_CACHE_DIR": str(work / "cache")}
         subprocess.run([sys.executable, __file__, "--check", str(library)], env=env, check=True)
         for round_ in range(args.rounds):
             for i, way in enumerate(WAYS):
