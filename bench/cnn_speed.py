@@ -25,20 +25,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from speed import cold_predict, matmul_rate, measure, ratio, steady
+from speed import BENCH_VENVS, cold_predict, matmul_rate, measure, ratio, reference_venv, steady
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCH_PROGRAM = ROOT / "bench" / "torch_cnn_reference.py"
-
-
-def torch_python(venv: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"installing torch==2.13.0 into {venv} (once) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "torch==2.13.0",
-                        "numpy"], check=True)
-    return python
 
 
 def digitnet_train(out: Path, data_dir: Path, cache: Path, *extra: str) -> dict:
@@ -59,7 +49,7 @@ def main() -> None:
     parser.add_argument("--torch-epochs", type=int, default=3,
                         help="epochs of each steady-epoch measurement")
     parser.add_argument("--torch-venv", type=Path,
-                        default=Path.home() / ".cache" / "digitnet" / "bench" / "torch-venv")
+                        default=BENCH_VENVS / "torch-venv")
     args = parser.parse_args()
     if args.data_dir is None:
         sys.exit("give --data-dir or set DIGITNET_DATA_DIR")
@@ -67,7 +57,7 @@ def main() -> None:
     from digitnet.models import family
 
     cfg = recipe("cnn")
-    python = torch_python(args.torch_venv)
+    python = reference_venv(args.torch_venv, "torch==2.13.0", "numpy") / "bin" / "python"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cache = work / "cache"

@@ -28,21 +28,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from speed import ratio
+from speed import BENCH_VENVS, ratio, reference_venv
 
 SOURCE = Path(__file__).resolve().parent / "onednn_conv" / "conv.cc"
 ONEDNN = "onednn-devel-cpu-gomp==2023.2.0"
 WAYS = {"committed": None, "oneDNN float32": 0, "oneDNN bfloat16": 1}
-
-
-def onednn_prefix(venv: Path) -> Path:
-    """The virtual environment holding oneDNN's headers and libraries (made once)."""
-    if not (venv / "include" / "oneapi" / "dnnl" / "dnnl.hpp").exists():
-        print(f"installing {ONEDNN} into {venv} (once, about 180 MB) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", ONEDNN],
-                       check=True)
-    return venv
 
 
 def build(prefix: Path, out: Path) -> Path:
@@ -152,7 +142,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--venv", type=Path,
-                        default=Path.home() / ".cache" / "digitnet" / "bench" / "onednn-cpu-venv")
+                        default=BENCH_VENVS / "onednn-cpu-venv")
     parser.add_argument("--train", nargs=3, metavar=("WAY", "LIBRARY", "OUT"),
                         help=argparse.SUPPRESS)  # one training, in the child process
     parser.add_argument("--check", type=Path, metavar="LIBRARY",
@@ -165,7 +155,7 @@ def main() -> None:
     if args.train:
         way, library, out = args.train
         train_one(way, Path(library), Path(out), args.data_dir, args.epochs)
-    prefix = onednn_prefix(args.venv)
+    prefix = reference_venv(args.venv, ONEDNN)  # oneDNN's include/ and lib/
     epochs = {way: [] for way in WAYS}
     accuracy = {}
     with tempfile.TemporaryDirectory() as tmp:

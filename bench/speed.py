@@ -45,14 +45,21 @@ def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]
     return wall, usage.ru_maxrss / 1024, stdout  # ru_maxrss is in KiB on Linux
 
 
-def keras_python(venv: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"installing tensorflow-cpu into {venv} (once) ...", file=sys.stderr)
+# Where the benchmarks keep the virtual environments of their references.
+BENCH_VENVS = Path.home() / ".cache" / "digitnet" / "bench"
+
+
+def reference_venv(venv: Path, *requirements: str) -> Path:
+    """`venv`, holding `requirements` for a benchmark's reference; made once (an install
+    that was cut short is finished on the next call)."""
+    installed = venv / "digitnet-bench-installed"
+    if not installed.exists() or installed.read_text().split() != list(requirements):
+        print(f"installing {' '.join(requirements)} into {venv} (once) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tensorflow-cpu"],
-                       check=True)
-    return python
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        *requirements], check=True)
+        installed.write_text(" ".join(requirements))
+    return venv
 
 
 def steady(epoch_seconds: list[float]) -> float:
@@ -162,7 +169,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA_DIR"),
                         required=os.environ.get("DIGITNET_DATA_DIR") is None)
     parser.add_argument("--keras-venv", type=Path,
-                        default=Path.home() / ".cache" / "digitnet" / "bench" / "keras-venv")
+                        default=BENCH_VENVS / "keras-venv")
     parser.add_argument("--skip-keras", action="store_true", help="measure digitnet only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -173,7 +180,8 @@ def main() -> None:
     from digitnet.models import family
 
     load_mnist(args.data_dir, download=False)  # fail early, before minutes of benchmarking
-    python = None if args.skip_keras else keras_python(args.keras_venv)
+    python = (None if args.skip_keras
+              else reference_venv(args.keras_venv, "tensorflow-cpu") / "bin" / "python")
     work = Path(tempfile.mkdtemp(prefix="digitnet-bench-"))
     tutorial = ["--epochs", str(args.epochs), "--no-plots"]
     # The first digitnet run on a machine also parses MNIST into the cache and compiles: it is
