@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from speed import BENCH_VENVS, cold_predict, matmul_rate, measure, ratio, reference_venv, steady
+from harness import BENCH_VENVS, cold_predict, matmul_rate, measure, ratio, reference_venv, steady
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCH_PROGRAM = ROOT / "bench" / "torch_cnn_reference.py"

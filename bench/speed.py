@@ -26,45 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import BENCH_VENVS, cold_predict, matmul_rate, measure, ratio, reference_venv, steady
+
 ROOT = Path(__file__).resolve().parent.parent
 KERAS_PROGRAM = ROOT / "bench" / "keras_reference.py"
-
-
-def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """Run `cmd`; return (wall seconds, peak RSS in MiB, stdout). Fails loudly on error."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode()
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"{' '.join(cmd)} failed:\n{err.read().decode()[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout  # ru_maxrss is in KiB on Linux
-
-
-# Where the benchmarks keep the virtual environments of their references.
-BENCH_VENVS = Path.home() / ".cache" / "digitnet" / "bench"
-
-
-def reference_venv(venv: Path, *requirements: str) -> Path:
-    """`venv`, holding `requirements` for a benchmark's reference; made once (an install
-    that was cut short is finished on the next call)."""
-    installed = venv / "digitnet-bench-installed"
-    if not installed.exists() or installed.read_text().split() != list(requirements):
-        print(f"installing {' '.join(requirements)} into {venv} (once) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                        *requirements], check=True)
-        installed.write_text(" ".join(requirements))
-    return venv
-
-
-def steady(epoch_seconds: list[float]) -> float:
-    """Median epoch time after the first (which pays for tracing and compilation)."""
-    return statistics.median(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds)
 
 
 def run_keras(python: Path, data_dir: Path, epochs: int) -> dict:
@@ -101,30 +66,11 @@ def epoch_flops(layer_sizes: tuple[int, ...], n_images: int, steps: int) -> floa
     return per_image * n_images + 12 * params * steps
 
 
-def matmul_rate() -> float:
-    """Sustained float32 matmul rate of this machine through XLA, in FLOP/s (best of 5)."""
-    import jax
-    import jax.numpy as jnp
-
-    n = 2048
-    a = jnp.ones((n, n), jnp.float32)
-    product = jax.jit(lambda m: m @ m)
-    product(a).block_until_ready()
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(5):
-            result = product(a)
-        result.block_until_ready()
-        best = min(best, (time.perf_counter() - started) / 5)
-    return 2 * n**3 / best
-
-
 def matmul_rate_one_core() -> float:
     """The same rate with XLA limited to one core, as `digitnet train` runs batch-32 training."""
     probe = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
              "from digitnet.training import limit_xla_to_one_core; limit_xla_to_one_core(); "
-             "import speed; print(speed.matmul_rate())")
+             "import harness; print(harness.matmul_rate())")
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
     return float(out.stdout.split()[-1])
 
@@ -142,24 +88,6 @@ def inference_rate(run_dir: Path, data_dir: Path) -> float:
         predictor.probabilities(images)
         best = min(best, time.perf_counter() - started)
     return len(images) / best
-
-
-def cold_predict(run_dir: Path, cache: Path) -> tuple[float, float]:
-    """Median wall time (s) and peak RSS (MiB) of `digitnet predict` on one PNG, 5 runs."""
-    from PIL import Image, ImageDraw
-
-    image = cache / "digit.png"
-    canvas = Image.new("L", (240, 240), 255)
-    ImageDraw.Draw(canvas).line([(80, 40), (170, 40), (110, 210)], fill=0, width=18)  # a 7
-    canvas.save(image)
-    env = {**os.environ, "DIGITNET_CACHE_DIR": str(cache)}
-    runs = [measure([sys.executable, "-m", "digitnet", "predict", str(run_dir), str(image)], env)
-            for _ in range(5)]
-    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
-
-
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.1f}x"
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speed import measure
+from harness import measure
 
 # Run in a fresh process: `digitnet train ARGS` as the command runs it (digitnet.cli's
 # entry_point), with the time of each phase noted by wrapping the functions the CLI calls
