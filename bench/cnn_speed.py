@@ -54,7 +54,7 @@ def main() -> None:
     if args.data_dir is None:
         sys.exit("give --data-dir or set DIGITNET_DATA_DIR")
     from digitnet.config import recipe
-    from digitnet.models import family
+    from digitnet.network import flops, to_text
 
     cfg = recipe("cnn")
     python = reference_venv(args.torch_venv, "torch==2.13.0", "numpy") / "bin" / "python"
@@ -83,9 +83,9 @@ def main() -> None:
     plain_epoch = steady(plain["epoch_seconds"])
     full_epoch = steady(full["epoch_seconds"])
     n_train = 54000
-    epoch_flops = 3 * family(cfg).flops(cfg) * n_train  # forward, and backward at twice that
+    epoch_flops = 3 * flops(cfg.network) * n_train  # forward, and backward at twice that
     torch_to_target = torch_epoch * cfg.epochs
-    print(f"\nnetwork: {family(cfg).describe(cfg)}, batch {cfg.batch_size}, "
+    print(f"\nnetwork: {to_text(cfg.network)}, batch {cfg.batch_size}, "
           f"{cfg.epochs} epochs; torch {torch_run['torch']}, 2 threads")
     print(f"{'':36}{'PyTorch':>10}{'digitnet':>10}{'ratio':>9}")
     print(f"{'steady epoch, no augmentation (s)':36}{torch_epoch:>10.2f}{plain_epoch:>10.2f}"

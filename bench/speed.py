@@ -105,7 +105,7 @@ def main() -> None:
     from digitnet.config import TrainConfig, recipe
     from digitnet.data import load_mnist
     from digitnet.training import validation_size
-    from digitnet.models import family
+    from digitnet.network import Dense, to_text
 
     load_mnist(args.data_dir, download=False)  # fail early, before minutes of benchmarking
     python = (None if args.skip_keras
@@ -143,7 +143,7 @@ def main() -> None:
 
     cfg = TrainConfig(epochs=args.epochs)
     n_train = 60000 - validation_size(cfg, 60000)
-    sizes = family(cfg).sizes(cfg)
+    sizes = (784, *(layer.width for layer in cfg.network if isinstance(layer, Dense)))
     flops = epoch_flops(sizes, n_train, -(-n_train // cfg.batch_size))
     peak, peak_one_core = matmul_rate(), matmul_rate_one_core()
     shutil.rmtree(work, ignore_errors=True)
@@ -154,7 +154,7 @@ def main() -> None:
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; {args.repeats} alternating runs each (digitnet "
           f"with seeds 0-{args.repeats - 1}), medians")
-    print(f"recipe: {family(cfg).describe(cfg)}, Adam 1e-3, batch 32, "
+    print(f"recipe: {to_text(cfg.network)}, Adam 1e-3, batch 32, "
           f"{args.epochs} epochs, 10% validation hold-out\n")
     rows = [("steady epoch (s)", "steady", True), ("whole run, wall (s)", "wall", True),
             ("peak RSS (MiB)", "rss", True), ("test accuracy (%)", "accuracy", False)]

@@ -23,14 +23,18 @@ from conftest import draw_digit
         (["train", "--recipe", "turbo"], "invalid choice"),
         (["train", "--model", "rnn"], "invalid choice"),
         (["train", "--model", "cnn", "--hidden", "128,64"],
-         "--hidden does not apply to --model cnn (its own flags: --conv, --convs-per-block, "
-         "--pool, --dense)"),
+         "--hidden does not apply to --model cnn (its own flags: --activation, --conv, "
+         "--convs-per-block, --dense, --pool)"),
+        (["train", "--layers", "flatten,dense10", "--activation", "tanh"],
+         "--activation does not apply to --model layers (its own flags: --layers)"),
+        (["train", "--layers", "dense10"], "layer 1 (dense10) needs a flat input"),
+        (["train", "--layers", "conv8k3q,flatten,dense10"], "cannot read layer 'conv8k3q'"),
         (["train", "--conv", "32"], "--conv does not apply to --model mlp"),
         (["train", "--recipe", "cnn", "--hidden", "64"], "--hidden does not apply"),
         (["train", "--augment-strength", "0.5"], "--augment-strength applies only with --augment"),
         (["train", "--writing-variants"], "writing_variants are drawn by the augmentation"),
-        (["train", "--printed-digits", "500"], "printed_digits must be between 0 and 100"),
-        (["train", "--pen-digits", "-5"], "pen_digits must be between 0 and 5,000"),
+        (["train", "--printed-digits", "500"], "printed_digits must be in [0, 100], got 500"),
+        (["train", "--pen-digits", "-5"], "pen_digits must be in [0, 5,000], got -5"),
         (["train", "--recipe", "cnn", "--no-augment", "--augment-strength", "0.5"],
          "--augment-strength applies only with --augment"),
         (["train", "--model", "cnn", "--conv", "8,8,8,8,8"], "at most 4 conv blocks"),
@@ -175,3 +179,19 @@ def test_export_of_a_trained_mlp_predicts_the_same_over_the_test_set(tutorial_ru
         assert main(["export", str(tutorial_run), "--format", fmt,
                      "--out", str(tmp_path / f"m.{fmt}")]) == 0
         assert np.abs(read(tmp_path / f"m.{fmt}", images) - expected).max() <= 1e-5, fmt
+
+
+@pytest.mark.parametrize("recipe", ["tutorial", "cnn"])
+def test_train_takes_a_network_written_out_as_layers(recipe, tmp_path, tiny_mnist, monkeypatch,
+                                                     capsys):
+    import digitnet.cli
+    from digitnet.predict import Predictor
+
+    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
+    layers = "conv4k3v-relu,maxpool2,flatten,dropout0.25,dense10"
+    assert main(["train", "--recipe", recipe, "--layers", layers, "--epochs", "1", "--no-plots",
+                 "--no-augment", "--out", str(tmp_path / "run")]) == 0
+    assert f"training layers {layers} on" in capsys.readouterr().err
+    predictor = Predictor.load(tmp_path / "run")
+    assert (predictor.config.model, predictor.config.layers) == ("layers", layers)
+    assert predictor.config.lr == (2e-3 if recipe == "cnn" else 1e-3)  # the recipe's training

@@ -26,11 +26,11 @@ def test_json_round_trip_is_exact():
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"epochs": -3}, "epochs must be at least 1"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
-        ({"lr": 0.0}, "lr must be a positive number"),
-        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"lr": 0.0}, "lr must be more than 0"),
+        ({"lr": float("nan")}, "lr must be more than 0"),
         ({"hidden": ()}, "hidden widths must be positive"),
         ({"hidden": (128, 0)}, "hidden widths must be positive"),
-        ({"val_fraction": 1.0}, "val_fraction must be between 0 and 1"),
+        ({"val_fraction": 1.0}, "val_fraction must be in (0, 1)"),
         ({"label_smoothing": 1.0}, "label_smoothing must be in [0, 1)"),
         ({"weight_decay": -0.1}, "weight_decay must be in [0, 1]"),
         ({"weight_decay": float("inf")}, "weight_decay must be in [0, 1]"),
@@ -41,9 +41,9 @@ def test_json_round_trip_is_exact():
         ({"augment": True, "augment_strength": 0.0}, "augment_strength must be in (0, 2]"),
         ({"augment": True, "augment_strength": 2.5}, "augment_strength must be in (0, 2]"),
         ({"writing_variants": True}, "writing_variants are drawn by the augmentation"),
-        ({"printed_digits": -1}, "printed_digits must be between 0 and 100"),
-        ({"pen_digits": -1}, "pen_digits must be between 0 and 5,000"),
-        ({"pen_digits": 6000}, "pen_digits must be between 0 and 5,000"),
+        ({"printed_digits": -1}, "printed_digits must be in [0, 100]"),
+        ({"pen_digits": -1}, "pen_digits must be in [0, 5,000]"),
+        ({"pen_digits": 6000}, "pen_digits must be in [0, 5,000]"),
         ({"conv": [8]}, "conv has the wrong type"),
         ({"epochs": 2.5}, "epochs has the wrong type"),
         ({"epochs": True}, "epochs has the wrong type"),
@@ -75,3 +75,22 @@ def test_the_handwriting_recipe_is_the_cnn_recipe_with_the_ways_of_writing():
 def test_unknown_recipe():
     with pytest.raises(ConfigError, match="unknown recipe"):
         recipe("turbo")
+
+
+def test_every_bounded_field_refuses_a_value_past_each_end():
+    """The checks come from each field's metadata: one past either end of its bounds fails."""
+    import dataclasses
+    import math
+
+    start = TrainConfig(augment=True)  # augment_strength applies with augment
+    for f in dataclasses.fields(TrainConfig):
+        if "bounds" not in f.metadata:
+            continue
+        low, high, open_bounds = f.metadata["bounds"]
+        step = 1 if str(f.type) == "int" else 1e-9
+        outside = [low if open_bounds in ("low", "both") else low - step]
+        if not math.isinf(high):
+            outside.append(high if open_bounds in ("high", "both") else high + step)
+        for value in outside:
+            with pytest.raises(ConfigError, match=f"^{f.name} must be"):
+                start.replace(**{f.name: value})

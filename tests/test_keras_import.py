@@ -75,11 +75,35 @@ def sigmoid_mlp(keras):
                              L.Dense(40, activation="sigmoid"), L.Dense(10, activation="softmax")])
 
 
+def mnist_convnet(keras):
+    """keras-io's `mnist_convnet` example, layer for layer as it is written there."""
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        L.Conv2D(32, kernel_size=(3, 3), activation="relu"), L.MaxPooling2D(pool_size=(2, 2)),
+        L.Conv2D(64, kernel_size=(3, 3), activation="relu"), L.MaxPooling2D(pool_size=(2, 2)),
+        L.Flatten(), L.Dropout(0.5), L.Dense(10, activation="softmax")])
+
+
+def batchnorm_strided(keras):
+    """Batch normalisation after linear layers (folded at import), strides, an even kernel,
+    mixed activations and separate Activation and ReLU layers."""
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input((28, 28, 1)), L.Conv2D(8, 4, strides=2, padding="same"),
+        L.BatchNormalization(), L.ReLU(), L.Conv2D(12, 3, strides=2), L.BatchNormalization(),
+        L.Activation("tanh"), L.AveragePooling2D(2), L.Flatten(), L.Dense(24),
+        L.BatchNormalization(center=False), L.Activation("sigmoid"), L.Dense(10),
+        L.Activation("softmax")])
+
+
 @pytest.mark.parametrize("build, raw", [(tutorial, False), (rescaling_functional, True),
                                         (small_cnn, True), (tanh_avg_pool_cnn, False),
-                                        (sigmoid_mlp, False)],
+                                        (sigmoid_mlp, False), (mnist_convnet, False),
+                                        (batchnorm_strided, False)],
                          ids=["tutorial", "functional-rescaling-dropout", "cnn-logits",
-                              "cnn-tanh-avgpool", "mlp-sigmoid"])
+                              "cnn-tanh-avgpool", "mlp-sigmoid", "keras-io-mnist-convnet",
+                              "batchnorm-strided"])
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_a_trained_keras_model_predicts_the_same_through_digitnet(keras, build, raw, suffix,
                                                                   tiny_mnist, tmp_path):
@@ -89,26 +113,29 @@ def test_a_trained_keras_model_predicts_the_same_through_digitnet(keras, build, 
     x = tiny_mnist.train_images.astype(np.float32) / (1 if raw else 255)
     model.fit(x.reshape((len(x), *model.input_shape[1:])), tiny_mnist.train_labels,
               epochs=1, batch_size=32, verbose=0)
+    if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
+        x = x.reshape((len(x), *model.input_shape[1:]))
+        model.fit(x, tiny_mnist.train_labels, epochs=1, verbose=0)  # moving statistics move
     model.save(tmp_path / f"model{suffix}")
     predictor = Predictor.load(tmp_path / f"model{suffix}")
     expected = keras_probabilities(model, tiny_mnist.test_images, raw)
     np.testing.assert_allclose(predictor.probabilities(tiny_mnist.test_images), expected,
                                atol=1e-5)
-    assert predictor.results["keras_input"] == ("0..255 pixels" if raw else "0..1 pixels")
+    assert predictor.results["model_input"] == ("0..255 pixels" if raw else "0..1 pixels")
 
 
 def test_input_scale_255_reads_a_model_trained_on_raw_pixels(keras, tiny_mnist, tmp_path):
-    from digitnet.interop.keras_import import load_keras_model
+    from digitnet.interop import load_foreign_model
 
     model = tutorial(keras)
     first = model.layers[1]  # a network trained on 0..255 pixels has small first weights
     first.set_weights([w / 255 if w.ndim == 2 else w for w in first.get_weights()])
     model.save(tmp_path / "raw.keras")
-    cfg, weights, results = load_keras_model(tmp_path / "raw.keras", input_scale=255)
+    cfg, weights, results = load_foreign_model(tmp_path / "raw.keras", input_scale=255)
     expected = keras_probabilities(model, tiny_mnist.test_images, raw=True)
     got = Predictor(cfg, weights).probabilities(tiny_mnist.test_images)
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    assert results["keras_input"] == "0..255 pixels"
+    assert results["model_input"] == "0..255 pixels"
 
 
 def test_import_makes_a_run_folder_with_metrics_and_plots(keras, tiny_mnist, tmp_path):
@@ -130,7 +157,8 @@ def test_import_and_predict_commands_take_a_keras_file(keras, tmp_path, capsys):
     assert main(["import", str(tmp_path / "model.h5"), "--out", str(tmp_path / "run"),
                  "--data-dir", str(tmp_path / "no-mnist"), "--no-download"]) == 0
     captured = capsys.readouterr()
-    assert "imported" in captured.out and "mlp 784-128-64-10 (fed 0..1 pixels)" in captured.out
+    assert ("imported" in captured.out and "flatten,dense128-relu,dense64-relu,dense10 "
+            "(fed 0..1 pixels)" in captured.out)
     assert "MNIST not available, so no metrics or plots" in captured.err
     assert (tmp_path / "run" / "model.safetensors").exists()
     draw_digit(7, size=96, ink=0, paper=255).save(tmp_path / "seven.png")
@@ -151,8 +179,9 @@ def _bad_files(keras, folder):
         model.save(folder / name)
         files[name] = folder / name
 
-    save("batchnorm.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="relu"),
-                                          L.BatchNormalization(), L.Dense(10)))
+    save("batchnorm-after-relu.keras", _layers_model(keras, L.Flatten(),
+                                                     L.Dense(16, activation="relu"),
+                                                     L.BatchNormalization(), L.Dense(10)))
     save("one-output.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="relu"),
                                            L.Dense(1)))
     save("sigmoid-output.keras", _layers_model(keras, L.Flatten(),
@@ -166,11 +195,12 @@ def _bad_files(keras, folder):
                                        L.Dense(16, activation="relu"), L.Dense(10)))
     save("elu.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="elu"),
                                     L.Dense(10)))
-    save("mixed.keras", _layers_model(keras, L.Flatten(), L.Dense(16, activation="relu"),
-                                      L.Dense(16, activation="tanh"), L.Dense(10)))
-    save("valid-conv.keras", _layers_model(keras, L.Conv2D(4, 3, activation="relu"),
-                                           L.MaxPooling2D(2), L.Flatten(), L.Dense(10),
-                                           shape=(28, 28, 1)))
+    save("dilated-conv.keras", _layers_model(keras, L.Conv2D(4, 3, dilation_rate=2),
+                                             L.Flatten(), L.Dense(10), shape=(28, 28, 1)))
+    save("hidden-softmax.keras", _layers_model(keras, L.Flatten(),
+                                               L.Dense(16, activation="softmax"), L.Dense(10)))
+    save("overlapping-pool.keras", _layers_model(keras, L.MaxPooling2D(3, strides=2),
+                                                 L.Flatten(), L.Dense(10), shape=(28, 28, 1)))
     good = _layers_model(keras, L.Flatten(), L.Dense(16, activation="relu"), L.Dense(10))
     good.save(folder / "good.h5")
     files["truncated.h5"] = folder / "truncated.h5"
@@ -187,15 +217,17 @@ def _bad_files(keras, folder):
 
 
 BAD = {
-    "batchnorm.keras": "'batch_normalization' (BatchNormalization) is not supported",
+    "batchnorm-after-relu.keras": "(BatchNormalization) does not follow a Conv2D or Dense "
+                                  "layer without an activation",
     "one-output.keras": "has 1 outputs; a digit classifier has 10",
     "sigmoid-output.keras": "uses activation 'sigmoid'; digitnet's output layer is softmax",
     "26-outputs.h5": "has 26 outputs; a digit classifier has 10",
     "32x32.keras": "inputs of shape [32, 32]",
     "lambda.keras": "(Lambda) is not supported",
     "elu.keras": "uses activation 'elu'; digitnet's hidden layers use relu, sigmoid, tanh",
-    "mixed.keras": "uses 'tanh' after 'relu'; digitnet's hidden layers all use one activation",
-    "valid-conv.keras": "is not a 3x3 'same' convolution",
+    "dilated-conv.keras": "is not a convolution digitnet reads",
+    "hidden-softmax.keras": "uses 'softmax' before the last layer",
+    "overlapping-pool.keras": "is not a square pooling with stride = size",
     "truncated.h5": "damaged HDF5 file",
     "weights-only.h5": "not a whole Keras model",
     "truncated.keras": "damaged zip file",

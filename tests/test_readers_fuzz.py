@@ -25,6 +25,7 @@ from digitnet.errors import DataError, ImageError, ModelFileError
 from digitnet.history import EpochRecord
 from digitnet.interop import export_model
 from digitnet.interop.keras_import import load_keras_model
+from digitnet.interop.onnx_import import load_onnx_model
 from digitnet.modelfile import load_model, save_model, weight_shapes
 from digitnet.preprocess import open_image, prepare_image
 
@@ -58,6 +59,7 @@ _png = io.BytesIO()
 draw_digit(7, size=40).save(_png, format="PNG")
 VALID_PNG = _png.getvalue()
 VALID_KERAS = export_model(CFG, WEIGHTS, "keras", FOLDER / "sample.keras").read_bytes()
+VALID_ONNX = export_model(CFG, WEIGHTS, "onnx", FOLDER / "sample.onnx").read_bytes()
 
 
 @st.composite
@@ -134,6 +136,12 @@ def test_image_reader(content):
 @given(inputs(VALID_KERAS))
 def test_keras_file_reader(content):
     _only(ModelFileError, load_keras_model, content, ".keras")
+
+
+@FUZZ
+@given(inputs(VALID_ONNX))
+def test_onnx_file_reader(content):
+    _only(ModelFileError, load_onnx_model, content, ".onnx")
 
 
 @FUZZ

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cli_args import build_parser
-from .config import NUM_CLASSES, TrainConfig, recipe
+from .config import TrainConfig, recipe
 from .errors import ConfigError, DigitnetError
-from .models import family, family_fields
+from .families import family_fields
+from .geometry import NUM_CLASSES
+from .network import to_text
 
 
 class UsageError(DigitnetError):
@@ -64,15 +66,21 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     overrides = _config_overrides(args)
+    if "layers" in overrides:  # a network written out is the 'layers' family's
+        overrides.setdefault("model", "layers")
     try:
         start = recipe(args.recipe or "tutorial")
-        own = family(overrides.get("model", start.model)).fields
-        foreign = sorted((set(overrides) & family_fields()) - set(own))
+        model = overrides.get("model", start.model)
+        own = family_fields(model)
+        foreign = sorted((set(overrides) & family_fields()) - own)
         if foreign:  # refused even where the value given is the default
             raise ConfigError(f"{', '.join(map(_flag, foreign))} does not apply to --model "
-                              f"{overrides.get('model', start.model)} (its own flags: "
-                              f"{', '.join(map(_flag, own))})")
-        cfg = start.replace(**overrides)
+                              f"{model} (its own flags: {', '.join(map(_flag, sorted(own)))})")
+        # another family than the recipe's: the recipe's network settings do not carry over
+        defaults = TrainConfig()
+        reset = {name: getattr(defaults, name) for name in family_fields() - own
+                 if model != start.model}
+        cfg = start.replace(**reset, **overrides)
         if "augment_strength" in overrides and not cfg.augment:
             raise ConfigError("--augment-strength applies only with --augment")
         return cfg
@@ -104,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         n_val = validation_size(cfg, len(data.train_images))
         validation = (f"{n_val:,} held out for validation" if n_val
                       else "validating on the test set")
-        network = family(cfg).describe(cfg)
+        network = to_text(cfg.network)
         start = f"resuming after epoch {done} of {cfg.epochs}" if args.resume else "training"
         added = "".join(f" and {count:,} {kind} digits" for count, kind in
                         ((cfg.printed_digits * PRINTED_PER_COPY, "printed"),
@@ -257,8 +265,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     predictor = Predictor.load(args.run_dir)
     path = export_model(predictor.config, predictor.weights, args.format, args.out)
-    print(f"wrote {path} ({args.format}, {predictor.config.model} "
-          f"{predictor.family.describe(predictor.config)})")
+    print(f"wrote {path} ({args.format}, {to_text(predictor.network)})")
     return 0
 
 
@@ -271,10 +278,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     except DataError as exc:  # the model is still worth importing without its metrics
         print(f"digitnet: MNIST not available, so no metrics or plots ({exc})", file=sys.stderr)
         data = None
-    run = import_run(args.model_file, args.out, data, input_scale=args.input_scale)
+    run = import_run(args.model_file, args.out, data, input_scale=args.input_scale,
+                     input_mean=args.input_mean, input_std=args.input_std)
     cfg = run.config
-    print(f"imported {args.model_file} as {cfg.model} {family(cfg).describe(cfg)} "
-          f"(fed {run.predictor.results['keras_input']}) into {run.folder}")
+    print(f"imported {args.model_file} as {to_text(cfg.network)} "
+          f"(fed {run.predictor.results['model_input']}) into {run.folder}")
     if run.metrics:
         print(f"test accuracy {_percent(run.metrics['test_accuracy'])}, test loss "
               f"{run.metrics['test_loss']:.4f} ({run.metrics['count']:,} images)")

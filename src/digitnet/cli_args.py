@@ -42,6 +42,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             continue
         kind = {"int": int, "float": float, "str": str}.get(str(f.type), _widths)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        shown = "none" if shown == "" else shown
         group.add_argument(
             flag, dest=f.name, type=kind,
             choices=f.metadata.get("choices"), default=argparse.SUPPRESS,
@@ -80,12 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", help="test-set metrics of a trained run")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                   help="run folder, model file or Keras model file")
+                   help="run folder, model file, or Keras or ONNX model file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_data_flags(p)
 
     p = commands.add_parser("predict", help="classify image files or test images")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder, model file or Keras model file")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                   help="run folder, model file, or Keras or ONNX model file")
     p.add_argument("images", nargs="*", type=Path, metavar="IMAGE_OR_FOLDER",
                    help="image files (PNG, JPEG, ...) or folders searched recursively")
     p.add_argument("--test-index", type=int, nargs="+", default=[], metavar="N",
@@ -103,23 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(p)
 
     p = commands.add_parser("export", help="write a trained model as a Keras or ONNX file")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder, model file or Keras model file")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                   help="run folder, model file, or Keras or ONNX model file")
     p.add_argument("--format", required=True, choices=EXPORT_FORMATS,
                    help="keras: a Keras 3 .keras file; onnx: an ONNX graph (opset 17)")
     p.add_argument("--out", type=Path, required=True, help="file to write")
 
-    p = commands.add_parser("import", help="turn a Keras model file into a run folder")
-    p.add_argument("model_file", type=Path, metavar="MODEL_FILE", help=".keras or .h5 file")
+    p = commands.add_parser("import", help="turn a Keras or ONNX model file into a run folder")
+    p.add_argument("model_file", type=Path, metavar="MODEL_FILE",
+                   help=".keras, .h5 or .onnx file")
     p.add_argument("--out", type=Path, required=True, help="run folder to create")
     p.add_argument("--input-scale", type=float, choices=[1.0, 255.0], default=None,
                    help="the pixel range the model was trained on: 1 (0..1, as the tutorial "
                         "divides by 255) or 255 (raw 0..255); default: 255 if the model has a "
                         "Rescaling layer, else 1")
+    p.add_argument("--input-mean", type=float, default=0.0, metavar="MEAN",
+                   help="the mean subtracted from the pixels before the model, outside it "
+                        "(pytorch/examples' MNIST: 0.1307); default 0")
+    p.add_argument("--input-std", type=float, default=1.0, metavar="STD",
+                   help="the std the pixels were divided by before the model, outside it "
+                        "(pytorch/examples' MNIST: 0.3081); default 1")
     _add_data_flags(p)
 
     p = commands.add_parser("serve", help="web app: draw a digit, look inside the model")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                   help="run folder, model file or Keras model file")
+                   help="run folder, model file, or Keras or ONNX model file")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--workers", type=int, default=1,

@@ -7,28 +7,33 @@ config is written into every run folder and model file so a model can be rebuilt
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .families import FAMILIES, build_network, family_fields
+from .network import ACTIVATIONS, POOLS, Network
 
-IMAGE_PIXELS = 28 * 28  # the network sees a flattened 28x28 image
-NUM_CLASSES = 10
-
-MODELS = ("mlp", "cnn")  # network families: see digitnet.models
+MODELS = tuple(FAMILIES)  # network families: see digitnet.families
 VALIDATE_ON = ("last", "split", "test")
 LR_SCHEDULES = ("constant", "onecycle")
 ADAM_FORMS = ("keras", "paper")  # where Adam's epsilon goes: see optim.py
-ACTIVATIONS = ("relu", "sigmoid", "tanh")  # of the hidden layers (the output is softmax)
-POOLS = ("max", "avg")
 MONITORS = ("val_loss", "val_accuracy")  # what early stopping and --keep best watch
 KEEP = ("last", "best")
 MAX_PEN_DIGITS = 5000  # of each digit: as many as MNIST has
 
 
-def _opt(help: str, **extra: Any) -> Any:
+def _opt(help: str, *, choices: tuple[str, ...] | None = None,
+         bounds: tuple[float, float] | None = None, open_bounds: str = "") -> Any:
+    """A field's metadata: its help text, and what values it takes: one of `choices`, or a
+    number within `bounds` (inclusive, except the ends named in `open_bounds`: 'low',
+    'high' or 'both'). The CLI's flags and the config's checks both read it."""
+    extra: dict[str, Any] = {"choices": choices} if choices else {}
+    if bounds is not None:
+        extra["bounds"] = (*bounds, open_bounds)
     return {"help": help, **extra}
 
 
@@ -38,8 +43,8 @@ class TrainConfig:
 
     model: str = field(
         default="mlp",
-        metadata=_opt("network family: 'mlp' (fully connected) or 'cnn' (convolutional)",
-                      choices=MODELS),
+        metadata=_opt("network family: 'mlp' (fully connected), 'cnn' (convolutional) or "
+                      "'layers' (any sequence, written out in --layers)", choices=MODELS),
     )
     hidden: tuple[int, ...] = field(
         default=(128, 64),
@@ -55,16 +60,25 @@ class TrainConfig:
         metadata=_opt("cnn: channels of each block of 3x3 convolutions, each block ending in "
                       "2x2 max-pooling, comma separated"),
     )
-    convs_per_block: int = field(default=1, metadata=_opt("cnn: convolutions in each block"))
+    convs_per_block: int = field(default=1, metadata=_opt("cnn: convolutions in each block",
+                                                          bounds=(1, math.inf)))
     pool: str = field(default="max", metadata=_opt("cnn: 2x2 pooling at the end of each block",
                                                    choices=POOLS))
     dense: tuple[int, ...] = field(
         default=(128,),
         metadata=_opt("cnn: widths of the dense layers after the convolutions, comma separated"),
     )
-    epochs: int = field(default=10, metadata=_opt("passes over the training split"))
-    batch_size: int = field(default=32, metadata=_opt("images per optimizer step"))
-    lr: float = field(default=1e-3, metadata=_opt("Adam learning rate (peak rate for onecycle)"))
+    layers: str = field(
+        default="",
+        metadata=_opt("the network as a layer sequence, e.g. conv32k3v-relu,maxpool2,flatten,"
+                      "dropout,dense10 (docs/formats.md); giving it chooses --model layers"),
+    )
+    epochs: int = field(default=10, metadata=_opt("passes over the training split",
+                                                  bounds=(1, math.inf)))
+    batch_size: int = field(default=32, metadata=_opt("images per optimizer step",
+                                                      bounds=(1, math.inf)))
+    lr: float = field(default=1e-3, metadata=_opt("Adam learning rate (peak rate for onecycle)",
+                                                  bounds=(0, math.inf), open_bounds="both"))
     lr_schedule: str = field(
         default="constant", metadata=_opt("learning-rate schedule", choices=LR_SCHEDULES)
     )
@@ -75,11 +89,13 @@ class TrainConfig:
                       choices=ADAM_FORMS),
     )
     label_smoothing: float = field(
-        default=0.0, metadata=_opt("probability mass spread over the wrong classes (0 = off)")
+        default=0.0, metadata=_opt("probability mass spread over the wrong classes (0 = off)",
+                                   bounds=(0, 1), open_bounds="high")
     )
     weight_decay: float = field(
         default=0.0, metadata=_opt("decoupled weight decay of the kernels (AdamW): each step "
-                                   "takes lr x this share of every kernel weight off (0 = off)")
+                                   "takes lr x this share of every kernel weight off (0 = off)",
+                                   bounds=(0, 1))
     )
     augment: bool = field(
         default=False,
@@ -90,7 +106,7 @@ class TrainConfig:
         default=1.0,
         metadata=_opt("with --augment: scales the range of every distortion (1 = the strength "
                       "chosen for real handwriting; less stays closer to MNIST); unused "
-                      "without it"),
+                      "without it", bounds=(0, 2), open_bounds="low"),
     )
     writing_variants: bool = field(
         default=False,
@@ -102,20 +118,22 @@ class TrainConfig:
         default=0,
         metadata=_opt("copies of the ten digits printed in 17 typefaces (340 images a copy) "
                       "added to the training split: a 6 curving over a large loop, a 1 with a "
-                      "flag and a base (0 = none)"),
+                      "flag and a base (0 = none)", bounds=(0, 100)),
     )
     pen_digits: int = field(
         default=0,
         metadata=_opt("synthetic digits drawn as pen strokes added to the training split, this "
                       "many of each digit: large and small loops, flags, open and closed 4s, in "
-                      "random proportions, slants and pen widths (0 = none)"),
+                      "random proportions, slants and pen widths (0 = none)",
+                      bounds=(0, MAX_PEN_DIGITS)),
     )
     seed: int = field(
         default=0,
         metadata=_opt("seeds initialisation, shuffling, the 'split' hold-out and the pen digits"),
     )
     val_fraction: float = field(
-        default=0.1, metadata=_opt("fraction of the training set held out for validation")
+        default=0.1, metadata=_opt("fraction of the training set held out for validation",
+                                   bounds=(0, 1), open_bounds="both")
     )
     validate_on: str = field(
         default="last",
@@ -129,7 +147,7 @@ class TrainConfig:
     early_stopping: int = field(
         default=0,
         metadata=_opt("stop after this many epochs in a row without improvement of --monitor "
-                      "(0 = train every epoch)"),
+                      "(0 = train every epoch)", bounds=(0, math.inf)),
     )
     monitor: str = field(
         default="val_loss",
@@ -143,60 +161,20 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        if self.model not in MODELS:
-            raise ConfigError(f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
+        _check_fields(self)
         _check_family_fields(self)
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(
-                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}")
-        if self.adam_form not in ADAM_FORMS:
-            raise ConfigError(
-                f"adam_form must be one of {', '.join(ADAM_FORMS)}, not {self.adam_form!r}"
-            )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not (math.isfinite(self.weight_decay) and 0.0 <= self.weight_decay <= 1.0):
-            raise ConfigError(f"weight_decay must be in [0, 1], got {self.weight_decay}")
-        if not (math.isfinite(self.augment_strength) and 0.0 < self.augment_strength <= 2.0):
-            raise ConfigError(f"augment_strength must be in (0, 2], got {self.augment_strength}")
-        if not 0 <= self.printed_digits <= 100:
-            raise ConfigError(f"printed_digits must be between 0 and 100 copies, got "
-                              f"{self.printed_digits}")
-        if not 0 <= self.pen_digits <= MAX_PEN_DIGITS:
-            raise ConfigError(f"pen_digits must be between 0 and {MAX_PEN_DIGITS:,} of each "
-                              f"digit, got {self.pen_digits}")
         if self.writing_variants and not self.augment:
             raise ConfigError("writing_variants are drawn by the augmentation: turn on augment "
                               "too")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        if self.validate_on not in VALIDATE_ON:
-            raise ConfigError(
-                f"validate_on must be one of {', '.join(VALIDATE_ON)}, not {self.validate_on!r}"
-            )
-        if self.early_stopping < 0:
-            raise ConfigError(f"early_stopping must be 0 (off) or a number of epochs, got "
-                              f"{self.early_stopping}")
-        if self.monitor not in MONITORS:
-            raise ConfigError(f"monitor must be one of {', '.join(MONITORS)}, not "
-                              f"{self.monitor!r}")
-        if self.keep not in KEEP:
-            raise ConfigError(f"keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
         if self.chooses_epoch and self.validate_on == "test":
             raise ConfigError("early stopping and keep='best' choose an epoch by its validation "
                               "result, and validate_on='test' would make the test set choose "
                               "what it then reports on: validate on 'last' or 'split'")
+
+    @functools.cached_property
+    def network(self) -> Network:
+        """The layer sequence this config describes (see digitnet.network)."""
+        return build_network(self)
 
     @property
     def chooses_epoch(self) -> bool:
@@ -209,9 +187,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every field that applies to this config's family (the other families' are left
         out: they keep their defaults, which from_dict restores)."""
-        from .models import family, family_fields
-
-        skip = family_fields() - set(family(self.model).fields)
+        skip = family_fields() - family_fields(self.model)
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
@@ -236,6 +212,8 @@ class TrainConfig:
             values = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ConfigError("config is nested too deeply to be a digitnet config") from None
         return cls.from_dict(values)
 
 
@@ -244,34 +222,58 @@ def _jsonable(value: Any) -> Any:
 
 
 def _check_family_fields(cfg: TrainConfig) -> None:
-    """The family's own checks, and no other family's field changed from its default."""
-    from .models import family, family_fields
-
-    chosen = family(cfg.model)
-    for name in sorted(family_fields() - set(chosen.fields)):
-        default = _DEFAULTS[name]
-        if getattr(cfg, name) != default:
+    """No other family's field changed from its default, and the family makes a network."""
+    own = family_fields(cfg.model)
+    for name in sorted(family_fields() - own):
+        if getattr(cfg, name) != _DEFAULTS[name]:
             raise ConfigError(f"{name} does not apply to model {cfg.model!r} (it has "
-                              f"{', '.join(chosen.fields)})")
-    chosen.check(cfg)
+                              f"{', '.join(sorted(own))})")
+    _ = cfg.network  # builds and checks the layer sequence
 
 
-def _check_types(cfg: TrainConfig) -> None:
+def _check_fields(cfg: TrainConfig) -> None:
+    """Each field's type, and the values its metadata allows (choices or bounds)."""
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        expected = {"int": int, "float": float, "str": str, "bool": bool}.get(str(f.type))
-        if str(f.type).startswith("tuple"):
-            ok = isinstance(value, tuple) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value
-            )
-        elif expected is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif expected is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, expected) if expected else True
-        if not ok:
-            raise ConfigError(f"{f.name} has the wrong type: {value!r}")
+        _check_type(f, value)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, not {value!r}")
+        if "bounds" in f.metadata and not _within(value, *f.metadata["bounds"]):
+            raise ConfigError(f"{f.name} must be {_bounds_text(*f.metadata['bounds'])}, got "
+                              f"{value}")
+
+
+def _within(value: float, low: float, high: float, open_bounds: str) -> bool:
+    above = value > low if open_bounds in ("low", "both") else value >= low
+    below = value < high if open_bounds in ("high", "both") else value <= high
+    return bool(above and below)  # False for NaN
+
+
+def _bounds_text(low: float, high: float, open_bounds: str) -> str:
+    def number(x: float) -> str:
+        return "inf" if math.isinf(x) else f"{x:,}"
+
+    if math.isinf(high):
+        return f"more than {number(low)}" if open_bounds == "both" else f"at least {number(low)}"
+    left = "(" if open_bounds in ("low", "both") else "["
+    right = ")" if open_bounds in ("high", "both") else "]"
+    return f"in {left}{number(low)}, {number(high)}{right}"
+
+
+def _check_type(f: dataclasses.Field, value: Any) -> None:
+    kind = str(f.type)
+    if kind.startswith("tuple"):
+        ok = isinstance(value, tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, {"str": str, "bool": bool}[kind])
+    if not ok:
+        raise ConfigError(f"{f.name} has the wrong type: {value!r}")
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .config import NUM_CLASSES
+from .geometry import NUM_CLASSES
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Model files: weights in safetensors (no pickle, so loading cannot run code) with the
-network family, the resolved TrainConfig and a few results as JSON metadata. Loading checks
-that every tensor is exactly what the stored config says the network has.
+network's layer sequence, the resolved TrainConfig and a few results as JSON metadata.
+Loading checks that every tensor is exactly what the layer sequence says the network has.
 
-Format versions: 2 records the family (`mlp`, `cnn`); 1, written before families existed,
-is read as an `mlp` (its tensors are named as version 2's mlp tensors are).
+Format versions (docs/formats.md): 3 stores the layer sequence in its text form
+(digitnet.network); 2 records the family (`mlp`, `cnn`) and 1, written before families
+existed, is an `mlp`: their configs rebuild the same sequence, and their tensors have the
+same names, so they load and predict as they always did.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ import numpy as np
 from .atomic import atomic_write
 from .config import TrainConfig
 from .errors import ConfigError, ModelFileError
-from .models import FAMILIES, family
+from .network import tensor_shapes, to_text
 
 FORMAT = "digitnet-model"
-FORMAT_VERSION = "2"
-READS_VERSIONS = ("1", "2")
+FORMAT_VERSION = "3"
+READS_VERSIONS = ("1", "2", "3")
+FAMILIES_OF_VERSION_2 = ("mlp", "cnn")
 
 
 def weight_shapes(cfg: TrainConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every weight array of the network `cfg` describes (see models/)."""
-    return family(cfg).tensor_shapes(cfg)
+    """Name -> shape of every weight array of the network `cfg` describes."""
+    return tensor_shapes(cfg.network)
 
 
 def save_model(
@@ -44,6 +47,7 @@ def save_model(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "family": cfg.model,
+        "network": to_text(cfg.network),
         "config": cfg.to_json(),
         "results": json.dumps(results or {}),
     }
@@ -64,20 +68,24 @@ def load_model(path: str | os.PathLike) -> tuple[TrainConfig, dict[str, np.ndarr
             f"{path} has model format version {version!r}; this digitnet reads versions "
             f"{', '.join(READS_VERSIONS)} (a newer digitnet may read it)"
         )
-    name = metadata.get("family", "mlp") if version == "2" else "mlp"
-    if name not in FAMILIES:
+    name = metadata.get("family", "mlp") if version != "1" else "mlp"
+    if version == "2" and name not in FAMILIES_OF_VERSION_2:
         raise ModelFileError(
             f"{path} holds a {name!r} network, a family this digitnet does not know (it knows "
-            f"{', '.join(FAMILIES)}): a newer digitnet may read it"
+            f"{', '.join(FAMILIES_OF_VERSION_2)}): a newer digitnet may read it"
         )
     try:
         cfg = TrainConfig.from_json(metadata.get("config", ""))
         results = json.loads(metadata.get("results", "{}"))
-    except (ConfigError, json.JSONDecodeError) as exc:
+    except (ConfigError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path} has damaged metadata: {exc}") from None
     if cfg.model != name:
         raise ModelFileError(f"{path} has damaged metadata: family {name!r} but a "
                              f"{cfg.model!r} config")
+    if version == "3" and metadata.get("network") != to_text(cfg.network):
+        raise ModelFileError(f"{path} has damaged metadata: its layers "
+                             f"{metadata.get('network')!r} are not what its config describes "
+                             f"({to_text(cfg.network)})")
     check_weights(weights, cfg, source=str(path))
     return cfg, weights, results
 
@@ -115,7 +123,7 @@ def check_weights(weights: dict[str, np.ndarray], cfg: TrainConfig, *, source: s
     if set(weights) != set(expected):
         missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
         raise ModelFileError(
-            f"{source} does not match its config ({family(cfg).describe(cfg)}): "
+            f"{source} does not match its config ({to_text(cfg.network)}): "
             f"missing {missing or 'none'}, unexpected {extra or 'none'}"
         )
     for name, shape in expected.items():

@@ -12,6 +12,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .extras import require
+from .geometry import SIDE as DIGIT
 
 require("plots", "drawing plots")
 
@@ -49,7 +50,6 @@ def draw_history(ax_accuracy, ax_loss, history: Sequence, test: dict | None = No
     return artists
 
 
-DIGIT = 28
 GAP = 6  # blank pixels between digits
 LINE = 5  # height of one line of a caption, in image pixels at the sizes used here
 GRID_COLUMNS = 8  # digits per row in every grid of digits

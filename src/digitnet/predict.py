@@ -1,9 +1,8 @@
-"""Inference with NumPy only: a model file's weights and its family's forward pass.
+"""Inference with NumPy only: a model file's weights and its network's forward pass.
 
-Predicting does not import JAX (about 1.5 s of start-up on this machine): each family's
-network is a few matrix products (see digitnet.models), which NumPy runs as fast as XLA does
-at these sizes. tests/ checks that this forward pass agrees with the Flax model it was
-trained as.
+Predicting does not import JAX (about 1.5 s of start-up on this machine): a network is a
+few matrix products (see digitnet.forward), which NumPy runs as fast as XLA does at these
+sizes. tests/ checks that this forward pass agrees with the Flax model it was trained as.
 """
 
 from __future__ import annotations
@@ -14,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import IMAGE_PIXELS, NUM_CLASSES, TrainConfig
+from . import forward
+from .config import TrainConfig
 from .errors import ImageError
+from .geometry import IMAGE_PIXELS, NUM_CLASSES, SIDE
 from .modelfile import load_model
-from .models import family
+from .network import tensor_shapes, to_text
 
 MODEL_FILENAME = "model.safetensors"
 UNSURE_BELOW = 0.5  # a top probability under this is reported as unsure
@@ -57,7 +58,7 @@ def as_unit_batch(images: np.ndarray) -> np.ndarray:
 
     uint8 is read as 0..255; floats must already be in [0, 1]. Raises ImageError otherwise."""
     images = np.asarray(images)
-    if images.ndim == 2 and images.shape == (28, 28):
+    if images.ndim == 2 and images.shape == (SIDE, SIDE):
         images = images[None]
     if images.ndim < 2 or images[0].size != IMAGE_PIXELS:
         raise ImageError(f"expected images of 28x28 = 784 pixels, got shape {images.shape}")
@@ -85,37 +86,32 @@ class Predictor:
                  results: dict | None = None):
         self.config = config
         self.results = results or {}
-        self.family = family(config)
+        self.network = config.network
         self.weights = {name: np.asarray(weights[name], np.float32)
-                        for name in self.family.tensor_shapes(config)}
+                        for name in tensor_shapes(self.network)}
 
     def __repr__(self) -> str:
         accuracy = self.results.get("test_accuracy")
         tested = f", test accuracy {accuracy:.2%}" if isinstance(accuracy, float) else ""
-        return (f"Predictor({self.config.model} {self.family.describe(self.config)}"
-                f"{tested})")
+        return f"Predictor({self.config.model} {to_text(self.network)}{tested})"
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Predictor:
-        """From a model file, a run folder holding model.safetensors, or a Keras model file
-        (.keras or .h5; see digitnet.interop.keras_import)."""
-        from .interop import looks_like_keras
+        """From a model file, a run folder holding model.safetensors, or a Keras (.keras,
+        .h5) or ONNX (.onnx) model file (see digitnet.interop)."""
+        from .interop import load_foreign_model, looks_foreign
 
         path = model_path(path)
-        if looks_like_keras(path):
-            from .interop.keras_import import load_keras_model
-
-            return cls(*load_keras_model(path))
-        return cls(*load_model(path))
+        return cls(*(load_foreign_model(path) if looks_foreign(path) else load_model(path)))
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """float32 (N, 10) logits for (N, 28, 28) or (N, 784) images (see as_unit_batch)."""
         x = as_unit_batch(images)
         out = np.empty((len(x), NUM_CLASSES), np.float32)
-        step = self.family.inference_batch
+        step = forward.batch_size(self.network)
         for start in range(0, len(x), step):
-            out[start: start + step] = self.family.logits(self.config, self.weights,
-                                                          x[start: start + step])
+            out[start: start + step] = forward.logits(self.network, self.weights,
+                                                      x[start: start + step])
         return out
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

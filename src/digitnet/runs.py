@@ -266,12 +266,14 @@ def plot_run(
 
 def import_run(model_file: str | os.PathLike, out_dir: str | os.PathLike,
                data: MnistData | None = None, input_scale: float | None = None,
-               plots: bool = True) -> Run:
-    """A run folder made from a Keras model file: the model file with its config, and, when
-    `data` is given, the test metrics and plots, so every command works on it."""
-    from .interop.keras_import import load_keras_model
+               plots: bool = True, input_mean: float = 0.0, input_std: float = 1.0) -> Run:
+    """A run folder made from a Keras or ONNX model file (see interop.load_foreign_model):
+    the model file with its config, and, when `data` is given, the test metrics and plots,
+    so every command works on it."""
+    from .interop import load_foreign_model
 
-    cfg, weights, provenance = load_keras_model(model_file, input_scale)
+    cfg, weights, provenance = load_foreign_model(model_file, input_scale, input_mean,
+                                                  input_std)
     folder = _writable_folder(Path(out_dir))
     _write(folder / "config.json", cfg.to_json() + "\n")
     return _finish_run(folder, cfg, weights, [], data, plots=plots, provenance=provenance)

@@ -1,7 +1,8 @@
-"""digitnet models in other formats: ONNX and Keras files out, Keras files in.
+"""digitnet models in other formats: Keras and ONNX files out and in.
 
-Each writer builds its file from the network family's description (digitnet.models) and the
-model file's weights; none of them needs JAX, and each needs only its format's own package.
+Each writer builds its file from the network's layer sequence (digitnet.network) and the
+model file's weights, and each reader makes a layer sequence and weights of a file; none of
+them needs JAX, and each needs only its format's own package.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DigitnetError
+import math
+
+from ..errors import DigitnetError, ModelFileError
 
 if TYPE_CHECKING:  # the command line reads EXPORT_FORMATS without loading NumPy
     import numpy as np
@@ -18,6 +21,33 @@ if TYPE_CHECKING:  # the command line reads EXPORT_FORMATS without loading NumPy
     from ..config import TrainConfig
 
 EXPORT_FORMATS = ("keras", "onnx")
+
+
+def looks_foreign(path: Path) -> bool:
+    """Whether `path` is a Keras or an ONNX file rather than a digitnet model file."""
+    return looks_like_keras(path) or path.suffix.lower() == ".onnx"
+
+
+def load_foreign_model(path: str | os.PathLike, input_scale: float | None = None,
+                       input_mean: float = 0.0, input_std: float = 1.0
+                       ) -> tuple[TrainConfig, dict[str, np.ndarray], dict]:
+    """(config, weights, results) of a Keras (.keras, .h5) or ONNX (.onnx) model file.
+    `input_scale`: 1 if the model was fed 0..1 pixels, 255 if 0..255 (by default: see each
+    reader); `input_mean` and `input_std`: a normalisation of those inputs done before the
+    model, outside it."""
+    path = Path(path)
+    if not (math.isfinite(input_mean) and math.isfinite(input_std) and input_std > 0):
+        raise ModelFileError(f"the input's mean must be a number and its std a positive "
+                             f"number, not {input_mean} and {input_std}")
+    if looks_like_keras(path):
+        from .keras_import import load_keras_model as load
+    else:
+        from .onnx_import import load_onnx_model as load
+    cfg, weights, fed_0_to_255 = load(path, input_scale, input_mean, input_std)
+    fed = "0..255 pixels" if fed_0_to_255 else "0..1 pixels"
+    if (input_mean, input_std) != (0.0, 1.0):
+        fed += f", normalised with mean {input_mean:g} and std {input_std:g} before the model"
+    return cfg, weights, {"imported_from": path.name, "model_input": fed}
 
 
 def looks_like_keras(path: Path) -> bool:

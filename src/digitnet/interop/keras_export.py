@@ -1,5 +1,6 @@
 """Write a digitnet model as a Keras 3 `.keras` file, without Keras: a zip of `config.json`
-(the Sequential model), `metadata.json` and `model.weights.h5` (written with h5py).
+(the Sequential model, one Keras layer per record of the layer sequence), `metadata.json`
+and `model.weights.h5` (written with h5py).
 
 The model takes (batch, 28, 28) float32 images scaled to 0..1, like the tutorial's, and ends
 in a softmax, so `keras.saving.load_model(path).predict(images)` gives digitnet's
@@ -25,47 +26,60 @@ from ..atomic import atomic_write
 from ..config import TrainConfig
 from ..errors import DigitnetError
 from ..extras import require
-from ..models.cnn import SIDE, conv_layout
+from ..geometry import SIDE
+from ..network import (Activation, Conv, Dense, Dropout, Flatten, Network, Normalize, Pool,
+                       input_shapes, weight_names)
 
 KERAS_VERSION = "3.15.1"  # the version the files were checked with (tests/test_interop.py)
 
 
-def _layer(class_name: str, config: dict, input_shape: list | None = None) -> dict:
-    layer = {"module": "keras.layers", "class_name": class_name, "config": config,
-             "registered_name": None}
-    if input_shape is not None:
-        layer["build_config"] = {"input_shape": input_shape}
-    return layer
+def _layer(class_name: str, config: dict, input_shape: tuple) -> dict:
+    return {"module": "keras.layers", "class_name": class_name, "config": config,
+            "registered_name": None, "build_config": {"input_shape": [None, *input_shape]}}
 
 
-def _dense(units: int, activation: str, n_in: int) -> tuple[dict, bool]:
-    return _layer("Dense", {"units": units, "activation": activation}, [None, n_in]), True
-
-
-def _layers(cfg: TrainConfig) -> list[tuple[dict, bool]]:
-    """(Keras layer config, has weights) in order, after the InputLayer."""
-    layers = []
-    if cfg.model == "mlp":
-        layers.append((_layer("Flatten", {}, [None, SIDE, SIDE]), False))
-        sizes = (SIDE * SIDE, *cfg.hidden, 10)
-    else:
-        layers.append((_layer("Reshape", {"target_shape": [SIDE, SIDE, 1]},
-                              [None, SIDE, SIDE]), False))
-        side = SIDE
-        for n_in, n_out, pool in conv_layout(cfg):
-            layers.append((_layer("Conv2D", {"filters": n_out, "kernel_size": [3, 3],
-                                             "padding": "same",
-                                             "activation": cfg.activation},
-                                  [None, side, side, n_in]), True))
-            if pool:
-                pooling = "MaxPooling2D" if cfg.pool == "max" else "AveragePooling2D"
-                layers.append((_layer(pooling, {"pool_size": [2, 2]},
-                                      [None, side, side, n_out]), False))
-                side //= 2
-        layers.append((_layer("Flatten", {}, [None, side, side, cfg.conv[-1]]), False))
-        sizes = (side * side * cfg.conv[-1], *cfg.dense, 10)
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-        layers.append(_dense(n_out, "softmax" if i == len(sizes) - 2 else cfg.activation, n_in))
+def _keras_layers(network: Network) -> list[tuple[dict, str | None]]:
+    """(Keras layer config, the digitnet weights' name prefix or None) in order, after the
+    InputLayer, which takes (batch, 28, 28) images. An activation right after a convolution
+    or dense layer becomes that layer's `activation`; the last dense layer's is softmax."""
+    layers: list[tuple[dict, str | None]] = []
+    shapes = input_shapes(network)
+    names = weight_names(network)
+    first = network[1] if isinstance(network[0], Normalize) else network[0]
+    reshaped = not isinstance(first, Flatten)  # images get their channel axis
+    if reshaped:
+        layers.append((_layer("Reshape", {"target_shape": [SIDE, SIDE, 1]}, (SIDE, SIDE)), None))
+    for i, (layer, shape) in enumerate(zip(network, shapes)):
+        if not reshaped and shape == (SIDE, SIDE, 1):
+            shape = (SIDE, SIDE)  # as the InputLayer hands it on
+        following = network[i + 1] if i + 1 < len(network) else None
+        activation = following.name if isinstance(following, Activation) else "linear"
+        match layer:
+            case Normalize(scale, mean, std):  # Keras' Rescaling: x * scale + offset
+                layers.append((_layer("Rescaling", {"scale": scale / std, "offset": -mean / std},
+                                      shape), None))
+            case Conv(channels, kernel, padding, stride):
+                layers.append((_layer("Conv2D", {
+                    "filters": channels, "kernel_size": [kernel, kernel],
+                    "strides": [stride, stride], "padding": padding, "activation": activation},
+                    shape), names[i]))
+            case Pool(kind, size):
+                pooling = "MaxPooling2D" if kind == "max" else "AveragePooling2D"
+                layers.append((_layer(pooling, {"pool_size": [size, size],
+                                                "strides": [size, size]}, shape), None))
+            case Flatten():
+                layers.append((_layer("Flatten", {}, shape), None))
+            case Dense(width):
+                last = i == len(network) - 1
+                layers.append((_layer("Dense", {"units": width, "activation":
+                                                "softmax" if last else activation}, shape),
+                               names[i]))
+            case Dropout(rate):
+                layers.append((_layer("Dropout", {"rate": rate}, shape), None))
+            case Activation(name):
+                previous = network[i - 1] if i else None
+                if not isinstance(previous, (Conv, Dense)):  # else it went into that layer
+                    layers.append((_layer("Activation", {"activation": name}, shape), None))
     return layers
 
 
@@ -84,27 +98,23 @@ def keras_layer_names(class_names: list[str]) -> list[str]:
     return names
 
 
-def _named(layers: list[tuple[dict, bool]]) -> list[tuple[str, dict, bool]]:
+def _named(layers: list[tuple[dict, str | None]]) -> list[tuple[str, dict, str | None]]:
     names = keras_layer_names([layer["class_name"] for layer, _ in layers])
     for name, (layer, _) in zip(names, layers):
         layer["config"]["name"] = name
-    return [(name, layer, has_weights) for name, (layer, has_weights) in zip(names, layers)]
+    return [(name, layer, weights) for name, (layer, weights) in zip(names, layers)]
 
 
-def _weights_file(named: list[tuple[str, dict, bool]], cfg: TrainConfig,
+def _weights_file(named: list[tuple[str, dict, str | None]],
                   weights: dict[str, np.ndarray]) -> bytes:
     import h5py
 
-    ours = [f"conv_{i}" for i in range(len(conv_layout(cfg)))] if cfg.model == "cnn" else []
-    ours += [f"dense_{i}" for i in range(sum(1 for n, _, w in named if n.startswith("dense")))]
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as h5:
         h5.create_group("vars")
-        tensors = iter(ours)
-        for name, _, has_weights in named:
+        for name, _, source in named:
             group = h5.create_group(f"layers/{name}/vars")
-            if has_weights:
-                source = next(tensors)
+            if source is not None:
                 group["0"] = np.asarray(weights[f"{source}.kernel"], np.float32)
                 group["1"] = np.asarray(weights[f"{source}.bias"], np.float32)
     return buffer.getvalue()
@@ -113,7 +123,7 @@ def _weights_file(named: list[tuple[str, dict, bool]], cfg: TrainConfig,
 def keras_file(cfg: TrainConfig, weights: dict[str, np.ndarray]) -> bytes:
     """The bytes of a `.keras` file holding the network `cfg` describes with `weights`."""
     require("keras", "Keras export")
-    named = _named(_layers(cfg))
+    named = _named(_keras_layers(cfg.network))
     config = {
         "module": "keras", "class_name": "Sequential", "registered_name": None,
         "config": {"name": "sequential", "layers": [
@@ -129,7 +139,7 @@ def keras_file(cfg: TrainConfig, weights: dict[str, np.ndarray]) -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("metadata.json", json.dumps(metadata))
         archive.writestr("config.json", json.dumps(config))
-        archive.writestr("model.weights.h5", _weights_file(named, cfg, weights))
+        archive.writestr("model.weights.h5", _weights_file(named, weights))
     return buffer.getvalue()
 
 

@@ -1,71 +1,72 @@
-"""Read a Keras model file as a digitnet network, with zipfile and h5py only: no TensorFlow,
-no Keras, and nothing in the file is ever run.
+"""Read a Keras model file as a digitnet layer sequence, with zipfile and h5py only: no
+TensorFlow, no Keras, and nothing in the file is ever run.
 
 Read: Keras 3 `.keras` files (a zip of config.json, metadata.json and model.weights.h5) and
 full-model `.h5` files of Keras 2 and 3 (a `model_config` attribute and a `model_weights`
-group). The model must be Sequential, or Functional in a straight line, and one of digitnet's
-families, layer for layer:
+group). The model must be Sequential, or Functional in a straight line, taking 28x28,
+28x28x1 or 784 values, and made of these layers, each read as its record of
+digitnet.network:
 
-    mlp: [Rescaling] [Flatten] Dense(a) ... Dense(softmax or linear)
-    cnn: [Reshape to 28x28x1] [Rescaling] (Conv2D(3x3, 'same', a)... MaxPooling2D(2) or
-         AveragePooling2D(2))... Flatten Dense(a) ... Dense(softmax or linear)
+    Conv2D (square kernel and strides, 'same' or 'valid', no dilation), MaxPooling2D and
+    AveragePooling2D (square, stride = size), Flatten, Dense, Dropout, Activation and ReLU,
+    the activations relu, sigmoid and tanh (softmax or log_softmax only at the end),
+    Reshape and Rescaling at the input, and BatchNormalization right after a Conv2D or
+    Dense layer without an activation, folded into that layer's weights (exact at
+    inference).
 
-where a, the activation, is relu, sigmoid or tanh, the same in every hidden layer,
+Anything else is refused with the layer's name and the reason. The last layer must be a
+Dense layer of 10 outputs.
 
-Dropout anywhere (it does nothing at inference) and an input of 28x28, 28x28x1 or 784
-values. Anything else is refused with the layer's name and the reason.
+Pixel scale: digitnet feeds networks 0..1 pixels. A Keras model is taken to expect 0..1
+too, as the tutorial divides by 255 before `fit`, unless it has a Rescaling layer that
+divides by 255: such a model is fed 0..255 pixels that it scales inside. Pass `input_scale`
+(1 or 255) to say otherwise, and `input_mean` and `input_std` for a normalisation done
+before the model. What is done to the pixels becomes the sequence's Normalize record.
 
-Pixel scale: digitnet feeds networks 0..1 pixels. A Keras model without a Rescaling layer is
-taken to expect 0..1 too, as the tutorial divides by 255 before `fit`; a model with a
-Rescaling(s) layer (offset 0) is taken to be fed 0..255 pixels that it scales inside. Pass
-`input_scale` (1 or 255) to say otherwise. Either way the factor is folded into the first
-layer's kernel, so the digitnet network computes what the Keras model computes.
+The file is not trusted: the zip's members may inflate to a bounded size, HDF5 links,
+external storage and virtual datasets are refused (they would read other files), and each
+weight array's declared shape is checked against its layer before it is read.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from ..config import ACTIVATIONS, TrainConfig
+from ..config import TrainConfig
 from ..errors import ConfigError, ModelFileError
 from ..extras import require
-from ..models.cnn import SIDE
+from ..geometry import IMAGE_PIXELS, NUM_CLASSES, SIDE
+from ..network import (ACTIVATIONS, Activation, Conv, Dense, Dropout, Flatten, Normalize,
+                       Pool, output_shape, to_text)
 
-IGNORED = {"InputLayer", "Dropout"}  # no work at inference
-INPUT_SHAPES = ((SIDE, SIDE), (SIDE, SIDE, 1), (SIDE * SIDE,))
+INPUT_SHAPES = ((SIDE, SIDE), (SIDE, SIDE, 1), (IMAGE_PIXELS,))
+MAX_FILE_BYTES = 1 << 30  # a Keras file digitnet can hold is a few MB; this is far beyond
+MAX_CONFIG_BYTES = 16 << 20  # config.json, inflated
+MAX_WEIGHTS_BYTES = 512 << 20  # model.weights.h5, inflated
+OUTPUT_ACTIVATIONS = ("softmax", "log_softmax", "linear")  # the same digit and probabilities
+WEIGHTED = ("Dense", "Conv2D", "BatchNormalization")
 
 
 @dataclass
 class KerasModel:
-    """A model file's layers in order: (class name, config), and each weighted layer's
-    arrays by its position in `layers`."""
+    """A model file's layers in order, (class name, config), and each weighted layer's
+    HDF5 datasets by its position in `layers`: read only once their shapes are checked, so
+    the file stays open while a KerasModel is used (see open_keras_file)."""
 
     layers: list[tuple[str, dict[str, Any]]]
-    arrays: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    datasets: dict[int, list[Any]] = field(default_factory=dict)
     input_shape: tuple | None = None
-
-
-def read_keras_file(path: str | os.PathLike) -> KerasModel:
-    """The layers and weights of a `.keras` or `.h5` file. Raises ModelFileError."""
-    path = Path(path)
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if content.startswith(b"PK"):
-        return _read_keras_zip(path, content)
-    if content.startswith(b"\x89HDF"):
-        return _read_legacy_h5(path, content)
-    raise ModelFileError(f"{path} is neither a Keras .keras (zip) nor a .h5 (HDF5) file")
 
 
 def _h5py():
@@ -75,54 +76,126 @@ def _h5py():
     return h5py
 
 
-def _read_keras_zip(path: Path, content: bytes) -> KerasModel:
+def _read_file(path: Path) -> bytes:
+    try:
+        if not path.is_file():
+            raise ModelFileError(f"{path} is not a regular file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ModelFileError(f"{path} is over {MAX_FILE_BYTES >> 20} MB: not a digit "
+                                 "classifier digitnet can read")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def open_keras_file(path: str | os.PathLike) -> Iterator[KerasModel]:
+    """The layers and weights of a `.keras` or `.h5` file, open while the block runs.
+    Raises ModelFileError."""
+    path = Path(path)
+    content = _read_file(path)
+    if content.startswith(b"PK"):
+        config, weights = _read_keras_zip(path, content)
+        model = _layers_of(path, config)
+        with _open_h5(path, weights, "model.weights.h5") as h5:
+            _find_keras_weights(path, model, h5)
+            yield model
+    elif content.startswith(b"\x89HDF"):
+        with _open_h5(path, content, "HDF5 file") as h5:
+            yield _read_legacy_h5(path, h5)
+    else:
+        raise ModelFileError(f"{path} is neither a Keras .keras (zip) nor a .h5 (HDF5) file")
+
+
+def _member(path: Path, archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A zip member's bytes, refused past `limit` whatever its header claims."""
+    with archive.open(name) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise ModelFileError(f"{path}: its {name} inflates to over {limit >> 20} MB")
+    return data
+
+
+def _read_keras_zip(path: Path, content: bytes) -> tuple[Any, bytes]:
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             names = set(archive.namelist())
             if not {"config.json", "model.weights.h5"} <= names:
                 raise ModelFileError(f"{path} is a zip but not a Keras model file (it has no "
                                      "config.json and model.weights.h5)")
-            config = json.loads(archive.read("config.json"))
-            weights = archive.read("model.weights.h5")
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            config = json.loads(_member(path, archive, "config.json", MAX_CONFIG_BYTES))
+            weights = _member(path, archive, "model.weights.h5", MAX_WEIGHTS_BYTES)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, RecursionError) as exc:
         raise ModelFileError(f"{path} is a damaged zip file ({exc})") from None
+    return config, weights
+
+
+@contextmanager
+def _open_h5(path: Path, content: bytes, noun: str):
+    h5py = _h5py()
+    try:
+        h5 = h5py.File(io.BytesIO(content), "r")
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} is a damaged {noun} ({exc})") from None
+    with h5:
+        try:
+            yield h5
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"{path} is a damaged {noun} ({exc})") from None
+
+
+def _hard_get(source: Path, group, path: str):
+    """The object at `path` under `group`, following hard links only: a soft or external
+    link could lead anywhere, another file included. None where nothing is there."""
+    import h5py
+
+    for part in path.strip("/").split("/"):
+        if not isinstance(group, h5py.Group) or part not in group:
+            return None
+        link = group.get(part, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise ModelFileError(f"{source}: its HDF5 entry {path!r} is a link to elsewhere; "
+                                 "digitnet reads weights from the file alone")
+        group = group[part]
+    return group
+
+
+def _find_keras_weights(path: Path, model: KerasModel, h5) -> None:
+    """Keras 3 names the weight groups by class, in the config's order (dense, dense_1,
+    ...), not by layer name."""
+    from .keras_export import keras_layer_names
+
+    names = keras_layer_names([class_name for class_name, _ in model.layers])
+    for index, ((class_name, _), name) in enumerate(zip(model.layers, names)):
+        if class_name in WEIGHTED:
+            group = _hard_get(path, h5, f"layers/{name}/vars")
+            if group is None:
+                raise ModelFileError(f"{path}: no weights for layer {name!r}")
+            model.datasets[index] = [_hard_get(path, group, str(i)) for i in range(len(group))]
+
+
+def _read_legacy_h5(path: Path, h5) -> KerasModel:
+    if "model_config" not in h5.attrs or "model_weights" not in h5:
+        raise ModelFileError(f"{path} is an HDF5 file but not a whole Keras model "
+                             "(a weights-only file has no model_config)")
+    raw = h5.attrs["model_config"]
+    try:
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except RecursionError:
+        raise ModelFileError(f"{path}: its model config is nested too deeply") from None
     model = _layers_of(path, config)
-    h5py = _h5py()
-    try:
-        with h5py.File(io.BytesIO(weights), "r") as h5:
-            for index, path_in_file in _weight_paths(model):
-                group = h5.get(f"layers/{path_in_file}/vars")
-                if group is None:
-                    raise ModelFileError(f"{path}: no weights for layer {path_in_file!r}")
-                model.arrays[index] = [np.asarray(group[str(i)]) for i in range(len(group))]
-    except (OSError, KeyError, ValueError) as exc:
-        raise ModelFileError(f"{path}: damaged model.weights.h5 ({exc})") from None
-    return model
+    group = _hard_get(path, h5, "model_weights")
 
+    def text(value) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
 
-def _read_legacy_h5(path: Path, content: bytes) -> KerasModel:
-    h5py = _h5py()
-    try:
-        with h5py.File(io.BytesIO(content), "r") as h5:
-            if "model_config" not in h5.attrs or "model_weights" not in h5:
-                raise ModelFileError(f"{path} is an HDF5 file but not a whole Keras model "
-                                     "(a weights-only file has no model_config)")
-            raw = h5.attrs["model_config"]
-            config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-            model = _layers_of(path, config)
-            group = h5["model_weights"]
-            by_name = {}
-            for name in group.attrs["layer_names"]:
-                name = name.decode() if isinstance(name, bytes) else str(name)
-                layer = group[name]
-                by_name[name] = [np.asarray(layer[w.decode() if isinstance(w, bytes) else w])
-                                 for w in layer.attrs["weight_names"]]
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise ModelFileError(f"{path} is a damaged HDF5 file ({exc})") from None
+    by_name = {}
+    for name in map(text, group.attrs["layer_names"]):
+        layer = _hard_get(path, group, name)
+        by_name[name] = [_hard_get(path, layer, text(w)) for w in layer.attrs["weight_names"]]
     for index, (_, layer_config) in enumerate(model.layers):
-        arrays = by_name.get(layer_config.get("name"), [])
-        if arrays:
-            model.arrays[index] = arrays
+        if by_name.get(layer_config.get("name")):
+            model.datasets[index] = by_name[layer_config["name"]]
     return model
 
 
@@ -165,206 +238,243 @@ def _check_straight_line(path: Path, layers: list[dict]) -> None:
         previous = name
 
 
-def _weight_paths(model: KerasModel):
-    """(layer index, path in model.weights.h5) of the layers that hold weights: Keras names
-    the paths by class, in the config's order (dense, dense_1, ...), not by layer name."""
-    from .keras_export import keras_layer_names
-
-    names = keras_layer_names([class_name for class_name, _ in model.layers])
-    for index, ((class_name, _), name) in enumerate(zip(model.layers, names)):
-        if class_name in ("Dense", "Conv2D"):
-            yield index, name
-
-
-def keras_to_digitnet(model: KerasModel, source: str, input_scale: float | None = None
-                      ) -> tuple[TrainConfig, dict[str, np.ndarray]]:
-    """(config, weights) of the digitnet network that computes what `model` computes.
-    `input_scale`: what the model's inputs span, 1 (0..1 pixels) or 255 (0..255); by default
-    255 for a model with a Rescaling layer and 1 without."""
-    if model.input_shape is not None and tuple(model.input_shape) not in INPUT_SHAPES:
-        raise ModelFileError(f"{source}: the model takes inputs of shape "
-                             f"{list(model.input_shape)}; digitnet reads 28x28, 28x28x1 or 784")
-    reader = _Reader(source, model)
-    factor = reader.prologue(input_scale)
-    cfg, weights = reader.cnn() if reader.peek() == "Conv2D" else reader.mlp()
-    first = "conv_0.kernel" if cfg.model == "cnn" else "dense_0.kernel"
-    # exact for both: a Dense layer is linear in its input, and a 'same' convolution pads
-    # with zeros, which scaling leaves zero
-    weights[first] = weights[first] * np.float32(factor)
-    return cfg, weights
-
-
 class _Reader:
-    """Walks the layers once, checking each against the family's shape."""
+    """Walks the Keras layers once, turning each into records of a layer sequence."""
 
     def __init__(self, source: str, model: KerasModel):
         self.source, self.model = source, model
-        self.items = [(i, c, cfg) for i, (c, cfg) in enumerate(model.layers) if c not in IGNORED]
-        self.at = 0
-        self.flat = model.input_shape in (None, (SIDE * SIDE,))  # images as 784 values
-        self.activation: str | None = None  # of the hidden layers, once one is read
-        self.pooling: str | None = None
+        self.records: list = []
+        self.weights: dict[str, np.ndarray] = {}
+        self.counts = {"conv": 0, "dense": 0}
+        self.shape = (SIDE, SIDE, 1)  # of what the next layer takes
+        self.flat_input = model.input_shape in (None, (IMAGE_PIXELS,))
+        # what the network sees of a 0..1 pixel p: (p * scale - mean) / std (network.Normalize)
+        self.scale, self.mean, self.std = 1.0, 0.0, 1.0
+        self.config: dict = {}
+        self.class_name = ""
+        self.last_weighted = ""  # the name prefix of the last Conv2D or Dense read
 
-    def peek(self) -> str | None:
-        return self.items[self.at][1] if self.at < len(self.items) else None
+    def refuse(self, why: str):
+        raise ModelFileError(f"{self.source}: layer {self.config.get('name', '?')!r} "
+                             f"({self.class_name}) {why}")
 
-    def take(self) -> tuple[int, str, dict]:
-        item = self.items[self.at]
-        self.at += 1
-        return item
-
-    def refuse(self, config: dict, class_name: str, why: str):
-        raise ModelFileError(f"{self.source}: layer {config.get('name', '?')!r} "
-                             f"({class_name}) {why}")
-
-    def prologue(self, input_scale: float | None) -> float:
-        """Skip the layers that only reshape or rescale the input; return the factor between
-        digitnet's 0..1 pixels and what the first weighted layer sees."""
-        rescaling = 1.0
-        seen_rescaling = False
-        while self.peek() in ("Reshape", "Rescaling"):
-            index, class_name, config = self.take()
-            if class_name == "Reshape":
-                target = list(config.get("target_shape", []))
-                if target not in ([SIDE, SIDE, 1], [SIDE * SIDE]):
-                    self.refuse(config, class_name, f"reshapes to {config.get('target_shape')}")
-                self.flat = target == [SIDE * SIDE]
-                continue
-            offset, factor = config.get("offset", 0.0), config.get("scale", 1.0)
-            if offset not in (0, 0.0) or isinstance(factor, bool) \
-                    or not isinstance(factor, (int, float)):
-                self.refuse(config, class_name, "has an offset or a per-channel scale; only "
-                            "a plain scale (such as 1/255) is read")
-            rescaling *= factor
-            seen_rescaling = True
+    def read(self, input_scale: float | None, input_mean: float, input_std: float
+             ) -> tuple[TrainConfig, dict[str, np.ndarray]]:
         if input_scale is None:  # a model that rescales inside is fed 0..255 pixels
-            input_scale = 255.0 if seen_rescaling else 1.0
-        return input_scale * rescaling
-
-    def dense_stack(self, first_in: int) -> tuple[tuple[int, ...], dict[str, np.ndarray]]:
-        widths, weights, n_in = [], {}, first_in
-        while self.peek() is not None:
-            index, class_name, config = self.take()
-            if class_name != "Dense":
-                self.refuse(config, class_name, "is not supported here (after the convolutions "
-                            "and Flatten come Dense layers)" if widths else "is not supported")
-            if self.peek() is None:
-                activation = config.get("activation", "linear")
-                if activation not in ("softmax", "linear"):
-                    self.refuse(config, class_name, f"uses activation {activation!r}; digitnet's "
-                                "output layer is softmax or linear (logits)")
-            else:
-                self.hidden_activation(config, class_name)
-            kernel, bias = self.kernel_and_bias(index, config, class_name, 2)
-            if kernel.shape[0] != n_in:
-                self.refuse(config, class_name, f"takes {kernel.shape[0]} inputs, not {n_in}")
-            i = len(widths)
-            weights[f"dense_{i}.kernel"], weights[f"dense_{i}.bias"] = kernel, bias
-            widths.append(kernel.shape[1])
-            n_in = kernel.shape[1]
-        if not widths:
-            raise ModelFileError(f"{self.source}: the model has no Dense output layer")
-        if widths[-1] != 10:
-            raise ModelFileError(f"{self.source}: the model has {widths[-1]} outputs; a digit "
-                                 "classifier has 10")
-        return tuple(widths[:-1]), weights
-
-    def hidden_activation(self, config: dict, class_name: str) -> None:
-        activation = config.get("activation", "linear")
-        if activation not in ACTIVATIONS:
-            self.refuse(config, class_name, f"uses activation {activation!r}; digitnet's hidden "
-                        f"layers use {', '.join(ACTIVATIONS)}")
-        if self.activation not in (None, activation):
-            self.refuse(config, class_name, f"uses {activation!r} after {self.activation!r}; "
-                        "digitnet's hidden layers all use one activation")
-        self.activation = activation
-
-    def kernel_and_bias(self, index: int, config: dict, class_name: str, ndim: int):
-        arrays = self.model.arrays.get(index, [])
-        if not config.get("use_bias", True):
-            self.refuse(config, class_name, "has no bias; digitnet's layers all have one")
-        if len(arrays) != 2 or arrays[0].ndim != ndim or arrays[1].ndim != 1:
-            self.refuse(config, class_name, "does not hold a kernel and a bias")
-        kernel, bias = (np.asarray(a, np.float32) for a in arrays)
-        if not (np.all(np.isfinite(kernel)) and np.all(np.isfinite(bias))):
-            self.refuse(config, class_name, "holds NaN or infinite weights")
-        return kernel, bias
-
-    def mlp(self) -> tuple[TrainConfig, dict[str, np.ndarray]]:
-        if self.peek() == "Flatten":
-            self.take()
-        elif not self.flat and self.peek() == "Dense":
-            index, class_name, config = self.items[self.at]
-            self.refuse(config, class_name, "is applied to the 28x28 image without a Flatten "
-                        "before it")
-        hidden, weights = self.dense_stack(SIDE * SIDE)
-        if not hidden:
-            raise ModelFileError(f"{self.source}: a model with no hidden layer is not one of "
-                                 "digitnet's families")
-        return self._config(model="mlp", hidden=hidden, activation=self.activation), weights
-
-    def cnn(self) -> tuple[TrainConfig, dict[str, np.ndarray]]:
-        blocks, per_block, weights, convs, channels = [], None, {}, 0, 1
-        while self.peek() == "Conv2D":
-            in_block = 0
-            while self.peek() == "Conv2D":
-                index, class_name, config = self.take()
-                if (list(config.get("kernel_size", [3, 3])) != [3, 3]
-                        or config.get("padding", "valid") != "same"
-                        or list(config.get("strides", [1, 1])) != [1, 1]
-                        or list(config.get("dilation_rate", [1, 1])) != [1, 1]
-                        or config.get("data_format", "channels_last") != "channels_last"):
-                    self.refuse(config, class_name, "is not a 3x3 'same' convolution with "
-                                "stride 1, the only kind digitnet's cnn family has")
-                self.hidden_activation(config, class_name)
-                kernel, bias = self.kernel_and_bias(index, config, class_name, 4)
-                if kernel.shape[:3] != (3, 3, channels):
-                    self.refuse(config, class_name, f"has a kernel of shape {kernel.shape}")
-                weights[f"conv_{convs}.kernel"], weights[f"conv_{convs}.bias"] = kernel, bias
-                channels, convs, in_block = kernel.shape[3], convs + 1, in_block + 1
-            index, class_name, config = self.take() if self.peek() else (None, "end", {})
-            pooling = {"MaxPooling2D": "max", "AveragePooling2D": "avg"}.get(class_name)
-            if pooling is None or list(config.get("pool_size", [2, 2])) != [2, 2] \
-                    or list(config.get("strides") or [2, 2]) != [2, 2] \
-                    or config.get("padding", "valid") != "valid":
-                self.refuse(config, class_name, "must be MaxPooling2D(2) or AveragePooling2D(2) "
-                            "after each block of convolutions in digitnet's cnn family")
-            if self.pooling not in (None, pooling):
-                self.refuse(config, class_name, "pools differently from the blocks before it")
-            self.pooling = pooling
-            if per_block not in (None, in_block):
-                self.refuse(config, class_name, "ends a block with a different number of "
-                            "convolutions than the first block")
-            per_block = in_block
-            blocks.append(int(channels))
-        index, class_name, config = self.take() if self.peek() else (None, "end", {})
-        if class_name != "Flatten":
-            self.refuse(config, class_name, "must be Flatten after the convolutions")
-        side = SIDE >> len(blocks)
-        dense, dense_weights = self.dense_stack(side * side * channels)
-        return (self._config(model="cnn", conv=tuple(blocks), convs_per_block=per_block,
-                             pool=self.pooling, dense=dense, activation=self.activation),
-                {**weights, **dense_weights})
-
-    def _config(self, **fields) -> TrainConfig:
+            input_scale = 255.0 if _fed_0_to_255(self.model) else 1.0
+        self.scale, self.mean, self.std = float(input_scale), input_mean, input_std
+        entries = [(i, c, cfg) for i, (c, cfg) in enumerate(self.model.layers)
+                   if c != "InputLayer"]
+        for position, (index, self.class_name, self.config) in enumerate(entries):
+            read = getattr(self, f"_{self.class_name}", None)
+            if read is None:
+                self.refuse("is not supported")
+            read(index, last=position == len(entries) - 1)
+        if not self.records or not isinstance(self.records[-1], Dense):
+            raise ModelFileError(f"{self.source}: the model does not end in a Dense layer")
+        if self.records[-1].width != NUM_CLASSES:
+            raise ModelFileError(f"{self.source}: the model has {self.records[-1].width} "
+                                 f"outputs; a digit classifier has {NUM_CLASSES}")
+        normalize = Normalize(self.scale, self.mean, self.std)
+        if normalize != Normalize():
+            self.records.insert(0, normalize)
         try:
-            return TrainConfig(**fields)
+            cfg = TrainConfig(model="layers", layers=to_text(tuple(self.records)))
         except ConfigError as exc:
             raise ModelFileError(f"{self.source}: {exc}") from None
+        return cfg, self.weights
+
+    # ---- one method per Keras layer class ----
+
+    def _Reshape(self, index: int, last: bool) -> None:
+        target = list(self.config.get("target_shape", []))
+        if self.records or target not in ([SIDE, SIDE, 1], [IMAGE_PIXELS]):
+            self.refuse(f"reshapes to {self.config.get('target_shape')}; only the input is "
+                        "reshaped, to 28x28x1 or 784")
+        if target == [IMAGE_PIXELS]:
+            self.add(Flatten())
+
+    def _Rescaling(self, index: int, last: bool) -> None:
+        scale, offset = self.config.get("scale", 1.0), self.config.get("offset", 0.0)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+               for v in (scale, offset)):
+            self.refuse("has a per-channel scale or offset; only plain numbers are read")
+        if any(isinstance(r, (Conv, Dense)) for r in self.records):
+            self.refuse("comes after a weighted layer; only the input is rescaled")
+        if scale == 0:
+            self.refuse("scales by 0")
+        # x * scale + offset of (p * s - m) / d is (p * s * scale - (m * scale - offset * d)) / d
+        self.scale, self.mean = self.scale * scale, self.mean * scale - offset * self.std
+
+    def _Dropout(self, index: int, last: bool) -> None:
+        rate = self.config.get("rate", 0.5)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            self.refuse(f"has a dropout rate of {rate!r}")
+        self.add(Dropout(float(rate)))
+
+    def _Flatten(self, index: int, last: bool) -> None:
+        if len(self.shape) == 3:
+            self.add(Flatten())
+
+    def _Activation(self, index: int, last: bool) -> None:
+        self.activation(self.config.get("activation", "linear"), last)
+
+    def _ReLU(self, index: int, last: bool) -> None:
+        if any(self.config.get(key) not in (None, 0, 0.0)
+               for key in ("max_value", "negative_slope", "threshold")):
+            self.refuse("is a capped, leaky or shifted ReLU; only the plain one is read")
+        self.activation("relu", last)
+
+    def _Dense(self, index: int, last: bool) -> None:
+        units = self.config.get("units")
+        if len(self.shape) == 3:
+            if self.flat_input and not any(isinstance(r, (Conv, Pool)) for r in self.records):
+                self.add(Flatten())  # the model takes 784 values: digitnet's image, flattened
+            else:
+                self.refuse("is applied to the 28x28 image without a Flatten before it")
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            self.refuse(f"has {units!r} units")
+        self.weighted(Dense(units), index, (self.shape[0], units))
+        self.activation(self.config.get("activation", "linear"), last)
+
+    def _Conv2D(self, index: int, last: bool) -> None:
+        c = self.config
+        kernel, strides = list(c.get("kernel_size", [])), list(c.get("strides", [1, 1]))
+        if (len(kernel) != 2 or kernel[0] != kernel[1] or len(strides) != 2
+                or strides[0] != strides[1] or list(c.get("dilation_rate", [1, 1])) != [1, 1]
+                or c.get("groups", 1) != 1 or c.get("padding") not in ("same", "valid")
+                or c.get("data_format", "channels_last") != "channels_last"):
+            self.refuse("is not a convolution digitnet reads: square kernel and strides, "
+                        "'same' or 'valid' padding, no dilation or groups, channels last")
+        if len(self.shape) != 3:
+            self.refuse("comes after the image was flattened")
+        filters = c.get("filters")
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            self.refuse(f"has {filters!r} filters")
+        layer = Conv(filters, kernel[0], c["padding"], strides[0])
+        self.weighted(layer, index, (kernel[0], kernel[0], self.shape[2], layer.channels))
+        self.activation(c.get("activation", "linear"), last)
+
+    def _pooling(self, kind: str) -> None:
+        size = list(self.config.get("pool_size", []))
+        strides = self.config.get("strides") or size
+        if (len(size) != 2 or size[0] != size[1] or list(strides) != size
+                or self.config.get("padding", "valid") != "valid"
+                or self.config.get("data_format", "channels_last") != "channels_last"):
+            self.refuse("is not a square pooling with stride = size and 'valid' padding")
+        self.add(Pool(kind, size[0]))
+
+    def _MaxPooling2D(self, index: int, last: bool) -> None:
+        self._pooling("max")
+
+    def _AveragePooling2D(self, index: int, last: bool) -> None:
+        self._pooling("avg")
+
+    def _BatchNormalization(self, index: int, last: bool) -> None:
+        """y = gamma (x - mean) / sqrt(var + eps) + beta, folded into the layer before."""
+        if not self.records or not isinstance(self.records[-1], (Conv, Dense)):
+            self.refuse("does not follow a Conv2D or Dense layer without an activation, so "
+                        "it cannot be folded into one")
+        if self.config.get("axis", -1) not in (-1, len(self.shape)):
+            self.refuse("normalises another axis than the channels")
+        name = self.last_weighted
+        n = self.weights[f"{name}.bias"].shape[0]
+        parts = (["gamma"] if self.config.get("scale", True) else []) + \
+                (["beta"] if self.config.get("center", True) else []) + ["mean", "variance"]
+        values = dict(zip(parts, self.arrays(index, [(n,)] * len(parts))))
+        epsilon = self.config.get("epsilon", 1e-3)
+        factor = values.get("gamma", 1.0) / np.sqrt(values["variance"] + np.float32(epsilon))
+        self.weights[f"{name}.kernel"] = (self.weights[f"{name}.kernel"] * factor).astype(
+            np.float32)
+        self.weights[f"{name}.bias"] = ((self.weights[f"{name}.bias"] - values["mean"]) * factor
+                                        + values.get("beta", 0.0)).astype(np.float32)
+
+    # ---- shared steps ----
+
+    def add(self, record) -> None:
+        try:
+            self.shape = output_shape(record, self.shape)
+        except ConfigError as exc:
+            self.refuse(str(exc).split(") ", 1)[-1])
+        self.records.append(record)
+
+    def weighted(self, record, index: int, kernel_shape: tuple[int, ...]) -> None:
+        kind = "conv" if isinstance(record, Conv) else "dense"
+        if not self.config.get("use_bias", True):
+            kernel, = self.arrays(index, [kernel_shape])
+            bias = np.zeros(kernel_shape[-1], np.float32)
+        else:
+            kernel, bias = self.arrays(index, [kernel_shape, (kernel_shape[-1],)])
+        self.add(record)
+        self.last_weighted = f"{kind}_{self.counts[kind]}"
+        self.counts[kind] += 1
+        self.weights[f"{self.last_weighted}.kernel"] = kernel
+        self.weights[f"{self.last_weighted}.bias"] = bias
+
+    def arrays(self, index: int, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+        """The layer's float32 arrays, each checked against its expected shape and for
+        foreign storage before a byte of it is read."""
+        datasets = self.model.datasets.get(index, [])
+        if len(datasets) != len(shapes):
+            self.refuse(f"holds {len(datasets)} weight arrays where {len(shapes)} are expected")
+        arrays = []
+        for dataset, shape in zip(datasets, shapes):
+            if not hasattr(dataset, "shape") or not hasattr(dataset, "is_virtual"):
+                self.refuse("has a weight entry that is not an array")
+            if dataset.is_virtual or dataset.external:
+                self.refuse("keeps its weights in other files (HDF5 external storage or a "
+                            "virtual dataset); digitnet reads weights from the file alone")
+            if tuple(dataset.shape) != shape or dataset.dtype.kind != "f":
+                self.refuse(f"holds a {dataset.dtype} array of shape {tuple(dataset.shape)} "
+                            f"where its configuration needs float {shape}")
+            array = np.asarray(dataset[()], np.float32)
+            if not np.all(np.isfinite(array)):
+                self.refuse("holds NaN or infinite weights")
+            arrays.append(array)
+        return arrays
+
+    def activation(self, name: Any, last: bool) -> None:
+        if name in (None, "linear"):
+            return
+        if name in ACTIVATIONS and not last:
+            self.add(Activation(name))
+        elif name in OUTPUT_ACTIVATIONS and last:
+            return  # the network's output is its logits; digitnet applies the softmax
+        elif last:
+            self.refuse(f"uses activation {name!r}; digitnet's output layer is softmax or "
+                        "linear (logits)")
+        elif name in OUTPUT_ACTIVATIONS:
+            self.refuse(f"uses {name!r} before the last layer")
+        else:
+            self.refuse(f"uses activation {name!r}; digitnet's hidden layers use "
+                        f"{', '.join(ACTIVATIONS)}")
 
 
-def load_keras_model(path: str | os.PathLike, input_scale: float | None = None
-                     ) -> tuple[TrainConfig, dict[str, np.ndarray], dict[str, Any]]:
-    """(config, weights, results) of a Keras model file, as load_model gives for a digitnet
-    model file; `results` says where the model came from and the pixel scale assumed."""
-    model = read_keras_file(path)
-    cfg, weights = keras_to_digitnet(model, str(path), input_scale)
-    return cfg, weights, {"imported_from": Path(path).name,
-                          "keras_input": "0..255 pixels" if _fed_raw(model, input_scale)
-                          else "0..1 pixels"}
+def _fed_0_to_255(model: KerasModel) -> bool:
+    """Whether a Rescaling layer divides by 255: the usual sign of a model fed 0..255."""
+    return any(class_name == "Rescaling" and isinstance(config.get("scale"), (int, float))
+               and math.isclose(config["scale"], 1 / 255, rel_tol=1e-6)
+               for class_name, config in model.layers)
 
 
-def _fed_raw(model: KerasModel, input_scale: float | None) -> bool:
-    if input_scale is not None:
-        return input_scale == 255
-    return any(class_name == "Rescaling" for class_name, _ in model.layers)
+def keras_to_digitnet(model: KerasModel, source: str, input_scale: float | None = None,
+                      input_mean: float = 0.0, input_std: float = 1.0
+                      ) -> tuple[TrainConfig, dict[str, np.ndarray]]:
+    """(config, weights) of the digitnet network that computes what `model` computes.
+    `input_scale`: what the model's inputs span, 1 (0..1 pixels) or 255 (0..255); by default
+    255 for a model with a Rescaling layer and 1 without. `input_mean` and `input_std`: a
+    normalisation done to those inputs outside the model, before it."""
+    if model.input_shape is not None and tuple(model.input_shape) not in INPUT_SHAPES:
+        raise ModelFileError(f"{source}: the model takes inputs of shape "
+                             f"{list(model.input_shape)}; digitnet reads 28x28, 28x28x1 or 784")
+    return _Reader(source, model).read(input_scale, input_mean, input_std)
+
+
+def load_keras_model(path: str | os.PathLike, input_scale: float | None = None,
+                     input_mean: float = 0.0, input_std: float = 1.0
+                     ) -> tuple[TrainConfig, dict[str, np.ndarray], bool]:
+    """(config, weights, whether the model was fed 0..255 pixels) of a Keras model file."""
+    with open_keras_file(path) as model:
+        cfg, weights = keras_to_digitnet(model, str(path), input_scale, input_mean, input_std)
+        raw = input_scale == 255 if input_scale is not None else _fed_0_to_255(model)
+    return cfg, weights, raw

@@ -1,4 +1,4 @@
-"""Write a digitnet model as an ONNX graph, built node by node from its family.
+"""Write a digitnet model as an ONNX graph, a few nodes per record of its layer sequence.
 
 The graph's input is `images`: float32, shape (batch, 28, 28), MNIST-like digits (light ink
 on black, centred as digitnet.prepare_image leaves them) scaled to 0..1; the batch size is
@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
-from ..config import NUM_CLASSES, TrainConfig
+from ..config import TrainConfig
 from ..errors import DigitnetError
 from ..extras import require
-from ..models.cnn import SIDE, conv_layout
+from ..geometry import NUM_CLASSES, SIDE
+from ..network import (Activation, Conv, Dense, Dropout, Flatten, Network, Normalize, Pool,
+                       conv_padding, input_shapes, weight_names)
 
 OPSET = 17
 INPUT, OUTPUT = "images", "probabilities"
@@ -40,45 +42,51 @@ class _Graph:
         return output
 
 
-def _dense_layers(graph: _Graph, x: str, weights: dict[str, np.ndarray], count: int,
-                  activation: str) -> str:
-    for i in range(count):
-        x = graph.node("MatMul", [x, graph.constant(f"dense_{i}.kernel",
-                                                    weights[f"dense_{i}.kernel"])], f"matmul_{i}")
-        x = graph.node("Add", [x, graph.constant(f"dense_{i}.bias", weights[f"dense_{i}.bias"])],
-                       f"dense_{i}")
-        if i < count - 1:
-            x = graph.node(ACTIVATION_OPS[activation], [x], f"dense_{i}_{activation}")
+def _layers(graph: _Graph, network: Network, weights: dict[str, np.ndarray]) -> str:
+    """The nodes of `network`, from INPUT to its logits (the name returned). ONNX
+    convolutions are NCHW with OIHW kernels; digitnet's are NHWC with HWIO kernels, and it
+    flattens in (row, column, channel) order, so images are transposed back to NHWC there."""
+    x, nchw = INPUT, False
+    names = weight_names(network)
+    for i, (layer, shape) in enumerate(zip(network, input_shapes(network))):
+        if not nchw and not isinstance(layer, (Normalize, Flatten)) and len(shape) == 3:
+            x, nchw = graph.node("Unsqueeze", [x, graph.constant("channel_axis",
+                                                                 np.array([1]))], "nchw"), True
+        match layer:
+            case Normalize(scale, mean, std):
+                for op, value in (("Mul", scale), ("Sub", mean), ("Div", std)):
+                    x = graph.node(op, [x, graph.constant(f"input_{op.lower()}",
+                                                          np.array(value, np.float32))],
+                                   f"input_{op.lower()}ed")
+            case Conv(_, kernel, _, stride):
+                oihw = np.ascontiguousarray(weights[f"{names[i]}.kernel"].transpose(3, 2, 0, 1))
+                (top, bottom), (left, right) = (conv_padding(layer, shape[0]),
+                                                conv_padding(layer, shape[1]))
+                x = graph.node("Conv", [x, graph.constant(f"{names[i]}.kernel", oihw),
+                                        graph.constant(f"{names[i]}.bias",
+                                                       weights[f"{names[i]}.bias"])],
+                               names[i], kernel_shape=[kernel, kernel], strides=[stride, stride],
+                               pads=[top, left, bottom, right])
+            case Pool(kind, size):  # floor mode: rows and columns that fill no window drop
+                x = graph.node(POOL_OPS[kind], [x], f"pool_{i}", kernel_shape=[size, size],
+                               strides=[size, size])
+            case Flatten():
+                if nchw:
+                    x = graph.node("Transpose", [x], "nhwc", perm=[0, 2, 3, 1])
+                size = shape[0] * shape[1] * shape[2]
+                x = graph.node("Reshape", [x, graph.constant("flat_shape",
+                                                             np.array([-1, size]))], "flat")
+            case Dense():
+                x = graph.node("MatMul", [x, graph.constant(f"{names[i]}.kernel",
+                                                            weights[f"{names[i]}.kernel"])],
+                               f"{names[i]}_matmul")
+                x = graph.node("Add", [x, graph.constant(f"{names[i]}.bias",
+                                                         weights[f"{names[i]}.bias"])], names[i])
+            case Dropout():
+                pass  # nothing at inference
+            case Activation(name):
+                x = graph.node(ACTIVATION_OPS[name], [x], f"{name}_{i}")
     return x
-
-
-def _mlp(graph: _Graph, cfg: TrainConfig, weights: dict[str, np.ndarray]) -> str:
-    flat = graph.node("Reshape", [INPUT, graph.constant("flat_shape", np.array([-1, SIDE * SIDE]))],
-                      "flat")
-    return _dense_layers(graph, flat, weights, len(cfg.hidden) + 1, cfg.activation)
-
-
-def _cnn(graph: _Graph, cfg: TrainConfig, weights: dict[str, np.ndarray]) -> str:
-    # ONNX convolutions are NCHW with OIHW kernels; digitnet's are NHWC with HWIO kernels.
-    x = graph.node("Unsqueeze", [INPUT, graph.constant("channel_axis", np.array([1]))], "nchw")
-    for i, (_, _, pool) in enumerate(conv_layout(cfg)):
-        kernel = np.ascontiguousarray(weights[f"conv_{i}.kernel"].transpose(3, 2, 0, 1))
-        x = graph.node("Conv", [x, graph.constant(f"conv_{i}.kernel", kernel),
-                                graph.constant(f"conv_{i}.bias", weights[f"conv_{i}.bias"])],
-                       f"conv_{i}", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-        x = graph.node(ACTIVATION_OPS[cfg.activation], [x], f"conv_{i}_{cfg.activation}")
-        if pool:  # floor mode: an odd last row or column is dropped, as in digitnet
-            x = graph.node(POOL_OPS[cfg.pool], [x], f"pool_{i}", kernel_shape=[2, 2],
-                           strides=[2, 2])
-    # digitnet flattens in (row, column, channel) order
-    x = graph.node("Transpose", [x], "nhwc", perm=[0, 2, 3, 1])
-    side = SIDE >> len(cfg.conv)
-    flat = graph.node("Reshape", [x, graph.constant(
-        "flat_shape", np.array([-1, side * side * cfg.conv[-1]]))], "flat")
-    return _dense_layers(graph, flat, weights, len(cfg.dense) + 1, cfg.activation)
-
-
-BUILDERS = {"mlp": _mlp, "cnn": _cnn}
 
 
 def onnx_model(cfg: TrainConfig, weights: dict[str, np.ndarray]):
@@ -87,8 +95,8 @@ def onnx_model(cfg: TrainConfig, weights: dict[str, np.ndarray]):
     import onnx
 
     graph = _Graph(onnx)
-    logits = BUILDERS[cfg.model](graph, cfg, {n: np.asarray(w, np.float32)
-                                              for n, w in weights.items()})
+    logits = _layers(graph, cfg.network, {n: np.asarray(w, np.float32)
+                                          for n, w in weights.items()})
     graph.node("Softmax", [logits], OUTPUT, axis=-1)
     float32 = onnx.TensorProto.FLOAT
     model = onnx.helper.make_model(

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
 
-SIZE = 28
+from ..geometry import SIDE as SIZE
+
 CENTRE = (SIZE - 1) / 2
 MAX_ROTATION = 0.26  # radians (~15 degrees)
 SCALE = (0.85, 1.15)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ..config import IMAGE_PIXELS, TrainConfig
+from ..config import TrainConfig
+from ..geometry import IMAGE_PIXELS
 from ..data import MnistData
 
 

@@ -5,7 +5,8 @@ visits every training image exactly once in a seeded order; the host gathers the
 that order while the previous epoch trains, so each step reads one contiguous batch. The last,
 short batch is padded and masked out of the loss, so nothing is dropped and no step is wasted.
 Each epoch is validated in NumPy on the host while the next one trains, then checkpointed.
-The network comes from its family (networks.py), which also says which pixels it reads.
+The network is its config's layer sequence (networks.py), which also says which pixels it
+reads.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import optax
 from flax import nnx
 
 from ..checkpoint import Checkpoint
-from ..config import NUM_CLASSES, TrainConfig
+from ..config import TrainConfig
+from ..geometry import NUM_CLASSES, SIDE
 from ..data import MnistData
 from ..errors import ConfigError
 from ..history import EpochRecord
 from ..metrics import loss_and_accuracy
+from ..network import Dropout
 from ..predict import Predictor
 from .augment import augment_batch
 from .batches import Split, epoch_batches, split_for_training
@@ -47,10 +50,10 @@ class TrainResult:
     stop_reason: str  # why training ended, in words
 
     def __repr__(self) -> str:
-        from ..models import family
+        from ..network import to_text
 
         kept = self.history[self.kept_epoch - 1]
-        return (f"TrainResult({self.config.model} {family(self.config).describe(self.config)}, "
+        return (f"TrainResult({self.config.model} {to_text(self.config.network)}, "
                 f"{len(self.history)} epochs ({self.stop_reason}); kept epoch "
                 f"{self.kept_epoch}: val_accuracy {kept.val_accuracy:.2%}, val_loss "
                 f"{kept.val_loss:.4f})")
@@ -89,6 +92,7 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
     the compiled program and make compilation several times slower."""
     batch = cfg.batch_size
     steps = -(-n_train // batch)
+    drops = any(isinstance(layer, Dropout) and layer.rate > 0 for layer in cfg.network)
 
     @jax.jit
     def run_epoch(state, images, labels, epoch):
@@ -97,11 +101,12 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
             model, optimizer = nnx.merge(graphdef, state)
             x = _to_unit_float(images_uint8)
             if cfg.augment:
-                x = augment_batch(step_key, x.reshape(-1, 28, 28), cfg.augment_strength,
+                x = augment_batch(step_key, x.reshape(-1, SIDE, SIDE), cfg.augment_strength,
                                   y if cfg.writing_variants else None).reshape(x.shape)
 
             def loss_fn(model):
-                logits = model(x)
+                # the dropout masks are drawn from the step's key, apart from the augmentation's
+                logits = model(x, jax.random.fold_in(step_key, 1)) if drops else model(x)
                 per_image = _loss_terms(logits, y, cfg.label_smoothing)
                 return jnp.sum(per_image * weights) / jnp.sum(weights), logits
 

@@ -1,9 +1,12 @@
-"""Flax NNX networks, one per family in digitnet.models. They return logits; softmax is
-applied by the loss and by `predict`.
+"""The Flax backend: the network a layer sequence describes (digitnet.network), as an NNX
+module that trains, one case per layer kind. It returns logits; softmax is applied by the
+loss and by `predict`.
 
-Weights leave a network as a flat dict of NumPy arrays named as its family's
-tensor_shapes(): the layout the model file stores and the NumPy inference reads.
-A family's training-only tricks live here beside its network (see `TrainingNetwork`).
+Weights leave a network as a flat dict of NumPy arrays named as network.tensor_shapes()
+says: the layout the model file stores and the NumPy forward pass reads. The training-only
+speed-ups live here: convolutions as patch products with written-out gradients, max-pooling
+before the bias and activation, and a first dense layer that reads only inked pixels
+(`TrainingNetwork`).
 """
 
 from __future__ import annotations
@@ -17,181 +20,207 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..config import IMAGE_PIXELS, TrainConfig
-from ..models import family
-from ..models.cnn import KERNEL, SIDE, conv_layout
+from ..config import TrainConfig
+from ..geometry import IMAGE_PIXELS, SIDE
+from ..network import (Activation, Conv, Dense, Dropout, Flatten, Network, Normalize, Pool,
+                       conv_padding, input_shapes, max_pool_after, reads_flat_pixels,
+                       weight_names)
 
 _glorot = nnx.initializers.glorot_uniform()  # Keras' default for Dense and Conv2D kernels
 ACTIVATIONS = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
 
 
-class MLP(nnx.Module):
-    """Fully connected network: (N, 784) float32 in [0, 1] -> (N, 10) logits.
+class ConvLayer(nnx.Module):
+    """A convolution of NHWC images as patches times a (k*k*in, out) matrix, which XLA's CPU
+    backend runs many times faster than its direct convolution at these sizes. `pooling`
+    pools the product before the bias is added (network.max_pool_after says why)."""
 
-    Kernels start Glorot-uniform and biases at zero, as Keras' Dense layers do, so the
-    default configuration is the reference network and not merely the same shapes."""
+    def __init__(self, layer: Conv, n_in: int, *, rngs: nnx.Rngs):
+        self.layer = layer
+        self.kernel = nnx.Param(_glorot(rngs.params(), (layer.kernel, layer.kernel, n_in,
+                                                        layer.channels)))
+        self.bias = nnx.Param(jnp.zeros((layer.channels,)))
 
-    def __init__(self, cfg: TrainConfig, *, rngs: nnx.Rngs):
-        sizes = family("mlp").sizes(cfg)
-        self.activation = cfg.activation
-        self.layers = nnx.List([nnx.Linear(n_in, n_out, kernel_init=_glorot, rngs=rngs)
-                                for n_in, n_out in zip(sizes, sizes[1:])])
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return _dense_stack(self.layers, ACTIVATIONS[self.activation], x)
-
-    def named_params(self) -> dict[str, nnx.Param]:
-        return _dense_params(self.layers)
-
-
-class Conv3x3(nnx.Module):
-    """3x3 'same' convolution of NHWC images as patches times a (9 in, out) matrix, which
-    XLA's CPU backend runs many times faster than its direct convolution at these sizes.
-    `pooling` ('max', 'avg' or None) pools the product before the bias is added, which gives
-    the same values (the bias is constant over each window) for a quarter of the additions."""
-
-    def __init__(self, n_in: int, n_out: int, *, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(_glorot(rngs.params(), (KERNEL, KERNEL, n_in, n_out)))
-        self.bias = nnx.Param(jnp.zeros((n_out,)))
-
-    def __call__(self, x: jax.Array, pooling: str | None = None) -> jax.Array:
-        product = patch_product(x, self.kernel[...])
+    def __call__(self, x: jax.Array, pooling: Pool | None = None) -> jax.Array:
+        product = patch_product(x, self.kernel[...], self.layer)
         return (pool(product, pooling) if pooling else product) + self.bias[...]
 
 
-def _patches(x: jax.Array) -> jax.Array:
-    """(N, H, W, C) -> (N x H x W, 9C): each pixel's zero-padded 3x3 neighbourhood, ordered
-    (row offset, column offset, channel) as kernel.reshape(9C, out) is."""
+def _padded(x: jax.Array, layer: Conv) -> jax.Array:
     n, h, w, c = x.shape
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    windows = [padded[:, i:i + h, j:j + w] for i in range(KERNEL) for j in range(KERNEL)]
-    return jnp.concatenate(windows, axis=-1).reshape(n * h * w, KERNEL * KERNEL * c)
+    return jnp.pad(x, ((0, 0), conv_padding(layer, h), conv_padding(layer, w), (0, 0)))
 
 
-@jax.custom_vjp
-def patch_product(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """(N, H, W, in) images convolved with a (3, 3, in, out) kernel ('same' padding, no bias).
+def _patches(x: jax.Array, layer: Conv) -> tuple[jax.Array, tuple[int, int]]:
+    """(N, H, W, C) -> ((N x H' x W', k*k*C), (H', W')): each output position's window of
+    the padded input, ordered (row offset, column offset, channel) as
+    kernel.reshape(k*k*C, out) is."""
+    padded = _padded(x, layer)
+    k, s = layer.kernel, layer.stride
+    h_out = (padded.shape[1] - k) // s + 1
+    w_out = (padded.shape[2] - k) // s + 1
+    windows = [padded[:, i:i + s * (h_out - 1) + 1:s, j:j + s * (w_out - 1) + 1:s]
+               for i in range(k) for j in range(k)]
+    patches = jnp.concatenate(windows, axis=-1)
+    return patches.reshape(-1, k * k * x.shape[3]), (h_out, w_out)
+
+
+def patch_product(x: jax.Array, kernel: jax.Array, layer: Conv) -> jax.Array:
+    """(N, H, W, in) images convolved with a (k, k, in, out) kernel as `layer` pads and
+    strides them (no bias).
 
     The gradients are written out (_patch_product_gradients) rather than left to autodiff,
     whose kernel gradient had XLA copy the whole output gradient into a transposed layout
     first (see docs/performance.md)."""
-    return _patch_product_forward(x, kernel)[0]
+    return _patch_product(x, kernel, (layer, x.shape))
 
 
-def _patch_product_forward(x: jax.Array, kernel: jax.Array):
-    patches = _patches(x)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _patch_product(x: jax.Array, kernel: jax.Array, geometry: tuple) -> jax.Array:
+    return _patch_product_forward(x, kernel, geometry)[0]
+
+
+def _patch_product_forward(x: jax.Array, kernel: jax.Array, geometry: tuple):
+    patches, (h_out, w_out) = _patches(x, geometry[0])
     product = patches @ kernel.reshape(patches.shape[1], -1)
-    return product.reshape(*x.shape[:3], kernel.shape[-1]), (patches, kernel)
+    return product.reshape(x.shape[0], h_out, w_out, kernel.shape[-1]), (patches, kernel)
 
 
-def _patch_product_gradients(residuals, grad: jax.Array):
+def _patch_product_gradients(geometry: tuple, residuals, grad: jax.Array):
+    layer, x_shape = geometry
     patches, kernel = residuals
-    n, h, w, n_out = grad.shape
+    n, h_out, w_out, n_out = grad.shape
+    k, s = layer.kernel, layer.stride
     grad = grad.reshape(-1, n_out)
     grad_kernel = (patches.T @ grad).reshape(kernel.shape)
-    # Each patch column came from one shifted window of the padded input: add them back.
-    grad_patches = (grad @ kernel.reshape(-1, n_out).T).reshape(n, h, w, KERNEL * KERNEL, -1)
-    grad_padded = sum(jnp.pad(grad_patches[:, :, :, KERNEL * i + j],
-                              ((0, 0), (i, KERNEL - 1 - i), (j, KERNEL - 1 - j), (0, 0)))
-                      for i in range(KERNEL) for j in range(KERNEL))
-    return grad_padded[:, 1:h + 1, 1:w + 1], grad_kernel
+    # Each patch column came from one strided window of the padded input: add them back.
+    grad_patches = (grad @ kernel.reshape(-1, n_out).T).reshape(n, h_out, w_out, k * k, -1)
+    (top, bottom), (left, right) = conv_padding(layer, x_shape[1]), conv_padding(layer, x_shape[2])
+    h_pad, w_pad = x_shape[1] + top + bottom, x_shape[2] + left + right
+    zero = jnp.zeros((), grad_patches.dtype)
+    grad_padded = sum(
+        jax.lax.pad(grad_patches[:, :, :, k * i + j], zero,
+                    ((0, 0, 0),
+                     (i, h_pad - i - s * (h_out - 1) - 1, s - 1),
+                     (j, w_pad - j - s * (w_out - 1) - 1, s - 1),
+                     (0, 0, 0)))
+        for i in range(k) for j in range(k))
+    return grad_padded[:, top:top + x_shape[1], left:left + x_shape[2]], grad_kernel
 
 
-patch_product.defvjp(_patch_product_forward, _patch_product_gradients)
+_patch_product.defvjp(_patch_product_forward, _patch_product_gradients)
 
 
-def _even_crop(x: jax.Array) -> jax.Array:
-    """(N, H, W, C) without an odd last row or column, as (N, H/2, 2, W/2, 2, C) windows."""
+def _windows(x: jax.Array, size: int) -> jax.Array:
+    """(N, H, W, C) as (N, H/size, size, W/size, size, C) windows; the rows and columns that
+    fill no whole window are dropped."""
     n, h, w, c = x.shape
-    return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+    return x[:, : h // size * size, : w // size * size].reshape(
+        n, h // size, size, w // size, size, c)
 
 
-def pool(x: jax.Array, kind: str) -> jax.Array:
-    """2x2 'max' or 'avg' pooling of (N, H, W, C); an odd last row or column is dropped."""
-    return max_pool(x) if kind == "max" else _even_crop(x).mean(axis=(2, 4))
+def pool(x: jax.Array, layer: Pool) -> jax.Array:
+    """`layer`'s pooling of (N, H, W, C) (network.Pool)."""
+    if layer.kind == "max":
+        return max_pool(x, layer.size)
+    return _windows(x, layer.size).mean(axis=(2, 4))
 
 
-@jax.custom_vjp
-def max_pool(x: jax.Array) -> jax.Array:
-    """2x2 max-pooling whose gradient goes to the first input (in row-major order) equal to
-    its window's maximum, as PyTorch's does.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_pool(x: jax.Array, size: int) -> jax.Array:
+    """size x size max-pooling whose gradient goes to the first input (in row-major order)
+    equal to its window's maximum, as PyTorch's does.
 
     Autodiff's version divides the gradient among tied maxima, which costs a count of the
     ties in every window (about a tenth of the `cnn` recipe's training step). Ties are
     common (an image's blank margins give equal outputs), but tied inputs there have equal
     patches too, so either choice gives the kernels the same gradient."""
-    return _even_crop(x).max(axis=(2, 4))
+    return _windows(x, size).max(axis=(2, 4))
 
 
-def _max_pool_forward(x: jax.Array):
-    pooled = max_pool(x)
+def _max_pool_forward(x: jax.Array, size: int):
+    pooled = max_pool(x, size)
     return pooled, (x, pooled)
 
 
-def _max_pool_gradient(residuals, grad: jax.Array):
+def _max_pool_gradient(size: int, residuals, grad: jax.Array):
     x, pooled = residuals
-    windows = _even_crop(x)
+    windows = _windows(x, size)
     taken = jnp.zeros(pooled.shape, bool)
     rows = []
-    for i in range(2):
+    for i in range(size):
         row = []
-        for j in range(2):
+        for j in range(size):
             first = (windows[:, :, i, :, j] == pooled) & ~taken
             taken = taken | first
             row.append(jnp.where(first, grad, 0.0).astype(x.dtype))
-        rows.append(jnp.stack(row, axis=3))  # (N, H/2, W/2, 2, C): this row of each window
+        rows.append(jnp.stack(row, axis=3))  # (N, H/size, W/size, size, C): this row
     n, h, w, c = x.shape
-    grad_even = jnp.stack(rows, axis=2).reshape(n, h // 2 * 2, w // 2 * 2, c)
-    return (jnp.pad(grad_even, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
+    grad_whole = jnp.stack(rows, axis=2).reshape(n, h // size * size, w // size * size, c)
+    return (jnp.pad(grad_whole, ((0, 0), (0, h % size), (0, w % size), (0, 0))),)
 
 
 max_pool.defvjp(_max_pool_forward, _max_pool_gradient)
 
 
-class CNN(nnx.Module):
-    """Convolutional network (see digitnet.models.cnn): (N, 784) float32 in [0, 1] -> (N, 10)."""
+class SequenceNetwork(nnx.Module):
+    """The network a layer sequence describes: (N, P) float32 pixels in [0, 1] -> (N, 10)
+    logits, where P is 784, or fewer where the first dense layer reads only some pixels
+    (see training_network).
 
-    def __init__(self, cfg: TrainConfig, *, rngs: nnx.Rngs):
-        layout = conv_layout(cfg)
-        self.activation, self.pool = cfg.activation, cfg.pool
-        self.pools = tuple(pools for _, _, pools in layout)
-        self.convs = nnx.List([Conv3x3(n_in, n_out, rngs=rngs) for n_in, n_out, _ in layout])
-        sizes = family("cnn").dense_sizes(cfg)
-        self.layers = nnx.List([nnx.Linear(n_in, n_out, kernel_init=_glorot, rngs=rngs)
-                                for n_in, n_out in zip(sizes, sizes[1:])])
+    Kernels start Glorot-uniform and biases at zero, as Keras' layers do, and the layers
+    are made in order, so a family's network starts from the same numbers it always has.
+    The weighted layers sit in `convs` and `layers` (the dense ones), the names the
+    checkpoints' paths have always had."""
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        activation = ACTIVATIONS[self.activation]
-        x = x.reshape(-1, SIDE, SIDE, 1)
-        for conv, pools in zip(self.convs, self.pools):
-            if pools and self.pool == "max":  # as in digitnet.models.cnn: the same values
-                x = activation(conv(x, pooling="max"))
-            else:
-                x = activation(conv(x))
-                x = pool(x, self.pool) if pools else x
-        return _dense_stack(self.layers, activation, x.reshape(x.shape[0], -1))
+    def __init__(self, network: Network, *, rngs: nnx.Rngs):
+        self.network = network
+        self.names = tuple(weight_names(network))
+        convs, dense = [], []
+        for layer, shape in zip(network, input_shapes(network)):
+            if isinstance(layer, Conv):
+                convs.append(ConvLayer(layer, shape[2], rngs=rngs))
+            elif isinstance(layer, Dense):
+                dense.append(nnx.Linear(shape[0], layer.width, kernel_init=_glorot, rngs=rngs))
+        self.convs, self.layers = nnx.List(convs), nnx.List(dense)
+
+    def __call__(self, x: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+        """Logits of `x`; `dropout_key` turns the dropout layers on (training)."""
+        if x.shape[-1] == IMAGE_PIXELS:
+            x = x.reshape(-1, SIDE, SIDE, 1)
+        convs, dense = iter(self.convs), iter(self.layers)
+        pooled_early: set[int] = set()
+        for i, layer in enumerate(self.network):
+            match layer:
+                case Normalize(scale, mean, std):
+                    x = (x * scale - mean) / std
+                case Conv():
+                    at = max_pool_after(self.network, i)
+                    x = next(convs)(x, pooling=None if at is None else self.network[at])
+                    if at is not None:
+                        pooled_early.add(at)
+                case Pool():
+                    if i not in pooled_early:
+                        x = pool(x, layer)
+                case Flatten():
+                    x = x.reshape(x.shape[0], -1)
+                case Dense():
+                    x = next(dense)(x)
+                case Dropout(rate):
+                    if dropout_key is not None and rate > 0:
+                        keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i),
+                                                    1.0 - rate, x.shape)
+                        x = jnp.where(keep, x / (1.0 - rate), 0.0)
+                case Activation(name):
+                    x = ACTIVATIONS[name](x)
+        return x
 
     def named_params(self) -> dict[str, nnx.Param]:
-        convs = {}
-        for i, conv in enumerate(self.convs):
-            convs[f"conv_{i}.kernel"], convs[f"conv_{i}.bias"] = conv.kernel, conv.bias
-        return {**convs, **_dense_params(self.layers)}
-
-
-def _dense_stack(layers: nnx.List, activation, x: jax.Array) -> jax.Array:
-    for layer in layers[:-1]:
-        x = activation(layer(x))
-    return layers[-1](x)
-
-
-def _dense_params(layers: nnx.List) -> dict[str, nnx.Param]:
-    params = {}
-    for i, layer in enumerate(layers):
-        params[f"dense_{i}.kernel"], params[f"dense_{i}.bias"] = layer.kernel, layer.bias
-    return params
-
-
-NETWORKS: dict[str, type[nnx.Module]] = {"mlp": MLP, "cnn": CNN}
+        params = {}
+        # every convolution comes before the first dense layer: once flat, an input stays so
+        for name, module in zip([n for n in self.names if n], [*self.convs, *self.layers]):
+            params[f"{name}.kernel"], params[f"{name}.bias"] = module.kernel, module.bias
+        return params
 
 
 def build_model(cfg: TrainConfig, seed: int | None = None) -> nnx.Module:
@@ -200,16 +229,16 @@ def build_model(cfg: TrainConfig, seed: int | None = None) -> nnx.Module:
     The initialisation runs as one compiled program: op by op it would be some thirty
     small ones, each compiled or loaded from the cache on its own (0.33 s against 0.12 s
     for the tutorial network with a warm cache; the weights are the same to the bit)."""
-    return _initialise(cfg, jax.random.key(cfg.seed if seed is None else seed))
+    return _initialise(cfg.network, jax.random.key(cfg.seed if seed is None else seed))
 
 
-@functools.partial(nnx.jit, static_argnums=0)  # compiled once per config, for any seed
-def _initialise(cfg: TrainConfig, key: jax.Array) -> nnx.Module:
-    return NETWORKS[cfg.model](cfg, rngs=nnx.Rngs(key))
+@functools.partial(nnx.jit, static_argnums=0)  # compiled once per network, for any seed
+def _initialise(network: Network, key: jax.Array) -> nnx.Module:
+    return SequenceNetwork(network, rngs=nnx.Rngs(key))
 
 
 def export_weights(model: nnx.Module) -> dict[str, np.ndarray]:
-    """The model's parameters as float32 NumPy arrays, named as its family's tensor_shapes()."""
+    """The model's parameters as float32 NumPy arrays, named as network.tensor_shapes()."""
     return {name: np.asarray(p[...], dtype=np.float32)
             for name, p in model.named_params().items()}
 
@@ -237,7 +266,7 @@ def training_network(cfg: TrainConfig, train_images: np.ndarray) -> TrainingNetw
     `train_images`."""
     model = build_model(cfg)
     every_pixel = np.arange(IMAGE_PIXELS)
-    if cfg.model != "mlp" or cfg.augment:  # augmentation moves ink onto blank pixels
+    if not reads_flat_pixels(cfg.network) or cfg.augment:  # augmentation inks blank pixels
         return TrainingNetwork(model, every_pixel, lambda weights: weights)
     # The first layer reads only the inked pixels while it trains.
     pixels = inked_pixels(train_images)

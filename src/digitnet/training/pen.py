@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..config import IMAGE_PIXELS
+from ..geometry import IMAGE_PIXELS
 
 CANVAS = 192  # pixels of the square the strokes are painted on
 DIGIT_HEIGHT = 120  # the digit's height on that canvas before slant and turn

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import IMAGE_PIXELS
+from ..geometry import IMAGE_PIXELS
 
 TYPEFACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
              "DejaVuSans-BoldOblique.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",

@@ -26,17 +26,18 @@ from threadpoolctl import threadpool_limits
 
 from ..config import TrainConfig
 from ..data import default_cache_dir
+from ..network import has_convolutions
 
-# Up to this batch size an MLP step is a chain of small operations that XLA would split over
-# the cores; the synchronisation and cache traffic cost more than the split saves (measured:
-# see the README's Speed section), so the CLI runs such training on one core.
+# Up to this batch size a step without convolutions is a chain of small operations that XLA
+# would split over the cores; the synchronisation and cache traffic cost more than the split
+# saves (measured: see the README's Speed section), so the CLI runs such training on one core.
 ONE_CORE_MAX_BATCH = 64
 
 
 def runs_best_on_one_core(cfg: TrainConfig) -> bool:
     """Whether training `cfg` is faster with XLA on one core (see limit_xla_to_one_core).
     A CNN's convolutions are large enough matrix products to use every core."""
-    return cfg.model == "mlp" and cfg.batch_size <= ONE_CORE_MAX_BATCH
+    return not has_convolutions(cfg.network) and cfg.batch_size <= ONE_CORE_MAX_BATCH
 
 
 @contextmanager
