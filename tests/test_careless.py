@@ -92,3 +92,106 @@ def test_every_file_digitnet_writes_follows_the_umask(tmp_path, tiny_mnist, mode
     modes = {p.relative_to(tmp_path) if p.is_relative_to(tmp_path) else p.name:
              oct(stat.S_IMODE(p.stat().st_mode)) for p in written}
     assert set(modes.values()) == {"0o640"}, modes
+
+
+# --- what predict reads ----------------------------------------------------------------------
+
+def test_a_fifo_as_image_or_as_run_is_refused_not_waited_on(tmp_path, model_file, capsys):
+    good = tmp_path / "good.png"
+    draw_digit(3, size=56).save(good)
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)
+    with deadline(10):
+        code = main(["predict", str(model_file), str(fifo), str(good)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"{fifo}: error: cannot read the file: not a regular file (a FIFO)" in out
+    assert f"{good}: " in out.replace(f"{good}: error", "")  # the other file is predicted
+    for argv in (["predict", str(fifo), str(good)],
+                 ["export", str(fifo), "--format", "keras", "--out", str(tmp_path / "m.keras")]):
+        with deadline(10):
+            assert main(argv) == 1
+        assert f"{fifo} is not a regular file" in one_line(capsys.readouterr().err)
+
+
+def test_dev_zero_as_run_is_refused_without_reading_it():
+    # In a process of its own with 1.5 GiB of address space: reading /dev/zero fails there.
+    limit = 3 * 2**29
+    child = ("import resource, runpy, sys; "
+             f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
+             "sys.argv = ['digitnet', 'predict', '/dev/zero', '--test-index', '0', "
+             "'--no-download']; runpy.run_module('digitnet', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert "/dev/zero is not a regular file" in one_line(done.stderr)
+
+
+def test_one_bad_image_does_not_stop_the_batch(tmp_path, model_file, monkeypatch, capsys):
+    files = [tmp_path / name for name in
+             ("a-good.png", "b-lab.tif", "c-garbage.png", "d-cursed.png", "e-good.png")]
+    draw_digit(1, size=60).save(files[0])
+    Image.new("LAB", (40, 40), (60, 0, 0)).save(files[1])
+    files[2].write_bytes(b"not an image at all")
+    draw_digit(5, size=60).resize((37, 41)).save(files[3])
+    draw_digit(7, size=60).save(files[4])
+    real_prepare = digitnet.preprocess.prepare_image
+
+    def prepare(image):  # an error nobody foresaw, in one file only
+        if getattr(image, "size", None) == (37, 41):
+            raise RuntimeError("something nobody foresaw")
+        return real_prepare(image)
+
+    monkeypatch.setattr(digitnet.preprocess, "prepare_image", prepare)
+    assert main(["predict", str(model_file), *map(str, files), "--json"]) == 1
+    items = {item["file"]: item for item in json.loads(capsys.readouterr().out)}
+    assert list(items) == [str(f) for f in files]
+    for good in (files[0], files[4]):
+        assert "digit" in items[str(good)]
+    assert "error" in items[str(files[2])]
+    assert items[str(files[3])]["error"] == ("cannot use this image (RuntimeError: something "
+                                             "nobody foresaw)")
+    assert "digit" in items[str(files[1])] or "error" in items[str(files[1])]
+    assert main(["predict", str(model_file), *map(str, files)]) == 1
+    out = capsys.readouterr().out
+    assert out.count(": error: ") == 2 + ("error" in items[str(files[1])])
+
+
+@pytest.fixture
+def locked_folder(tmp_path, monkeypatch):
+    """digits/one.png beside digits/locked/two.png, as if `chmod 000 digits/locked` had been
+    run: listing or opening anything in it fails (the tests run as root, who is not stopped
+    by file modes, so the system calls are made to answer as for anyone else)."""
+    folder = tmp_path / "digits"
+    (folder / "locked").mkdir(parents=True)
+    draw_digit(1, size=60).save(folder / "one.png")
+    draw_digit(2, size=60).save(folder / "locked" / "two.png")
+    locked = str(folder / "locked")
+
+    def denying(real, inside_only=False):
+        def call(path, *args, **kwargs):
+            path_text = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else ""
+            if path_text.startswith(locked + os.sep) or (path_text == locked and not inside_only):
+                raise PermissionError(13, "Permission denied", path_text)
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "scandir", denying(os.scandir))
+    monkeypatch.setattr(os, "stat", denying(os.stat, inside_only=True))
+    monkeypatch.setattr(os, "open", denying(os.open, inside_only=True))
+    return folder
+
+
+def test_unreadable_folders_are_named_not_skipped_or_a_traceback(locked_folder, model_file,
+                                                                 capsys):
+    locked, one = locked_folder / "locked", locked_folder / "one.png"
+    assert main(["predict", str(model_file), str(locked_folder)]) == 1
+    out = capsys.readouterr().out
+    assert f"{locked}: error: cannot list this folder: Permission denied" in out
+    assert f"{one}: " in out and f"{one}: error" not in out
+    assert main(["predict", str(model_file), str(locked)]) == 1
+    assert f"{locked}: error: cannot list this folder" in capsys.readouterr().out
+    assert main(["predict", str(model_file), str(locked / "two.png"), str(one)]) == 1
+    out = capsys.readouterr().out
+    assert f"{locked / 'two.png'}: error: cannot read the file: Permission denied" in out
+    assert f"{one}: error" not in out

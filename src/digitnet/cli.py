@@ -161,17 +161,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from .predict import Predictor
-    from .preprocess import expand_image_paths, open_image, prepare_image
+    from .files import check_model_file, find_files
+    from .predict import Predictor, model_path
+    from .preprocess import IMAGE_SUFFIXES
 
+    check_model_file(model_path(args.run_dir))
     predictor = Predictor.load(args.run_dir)
     items: list[dict[str, Any]] = []
-    for number, path in enumerate(expand_image_paths(args.images)):
+    for number, (path, unlisted) in enumerate(find_files(args.images, IMAGE_SUFFIXES)):
+        if unlisted is not None:
+            items.append({"file": str(path), "error": "cannot list this folder: "
+                                                      f"{unlisted.strerror or unlisted}"})
+            continue
         try:
-            original = open_image(path)
-            prepared = prepare_image(original)
-        except DigitnetError as exc:
-            items.append({"file": str(path), "error": str(exc)})
+            original, prepared = _read_image(path)
+        except Exception as exc:  # one bad file, whatever it is, must not stop the batch
+            if args.debug:
+                raise
+            message = str(exc) if isinstance(exc, DigitnetError) else (
+                f"cannot use this image ({type(exc).__name__}: {exc})")
+            items.append({"file": str(path), "error": message})
             continue
         [prediction] = predictor.predict(prepared.pixels[None], notes=[prepared.notes])
         items.append({"file": str(path), "prediction": prediction})
@@ -194,6 +203,25 @@ def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
             items.append({"file": f"mnist-test[{i}]", "label": int(data.test_labels[i]),
                           "prediction": prediction})
     return items
+
+
+def _read_image(path: Path):
+    """The image file `path` decoded and prepared: (the image, its PreparedImage). Only a
+    regular file is read (a FIFO would block), and at most MAX_IMAGE_BYTES of it."""
+    from .errors import ImageError
+    from .files import MAX_IMAGE_BYTES, read_file
+    from .preprocess import open_image, prepare_image
+
+    try:
+        content = read_file(path, MAX_IMAGE_BYTES)
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except IsADirectoryError:
+        raise ImageError("a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
+    original = open_image(content)
+    return original, prepare_image(original)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -253,8 +281,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .interop import export_model
-    from .predict import Predictor
+    from .files import check_model_file
+    from .predict import Predictor, model_path
 
+    check_model_file(model_path(args.run_dir))
     predictor = Predictor.load(args.run_dir)
     path = export_model(predictor.config, predictor.weights, args.format, args.out)
     print(f"wrote {path} ({args.format}, {predictor.config.model} "

@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("predict", help="classify image files or test images")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder, model file or Keras model file")
     p.add_argument("images", nargs="*", type=Path, metavar="IMAGE_OR_FOLDER",
-                   help="image files (PNG, JPEG, ...) or folders searched recursively")
+                   help="image files (PNG, JPEG, ...) or folders searched recursively; a file "
+                        "or folder that cannot be read gets an error line of its own, the "
+                        "others are still predicted, and the exit code is 1")
     p.add_argument("--test-index", type=int, nargs="+", default=[], metavar="N",
                    help="also classify these MNIST test images (0..9999)")
     output = p.add_mutually_exclusive_group()

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import DataError
+from .files import FileTooLarge, read_file
 
 DATA_DIR_ENV = "DIGITNET_DATA_DIR"
 CACHE_DIR_ENV = "DIGITNET_CACHE_DIR"
@@ -192,22 +194,37 @@ def _parse_sources(sources: dict[str, Path], files: dict[str, IdxFile]) -> dict[
 def read_maybe_gzip(path: Path, max_size: int | None = None) -> bytes:
     """The content of `path`, decompressed if it is gzip. With `max_size`, a file that is (or
     decompresses to) more bytes is refused before more than that is held in memory."""
-    too_big = DataError(f"{path} holds more than the {max_size:,} bytes expected: it is not "
-                        "the file it is named after") if max_size is not None else None
+    return maybe_gunzip(read_raw(path, max_size), path, max_size)
+
+
+def read_raw(path: Path, max_size: int | None = None) -> bytes:
+    """The bytes of the regular file `path`, as stored: at most what a gzip file of
+    `max_size` decompressed bytes can take (when given)."""
     try:
-        # (compressing adds at most ~0.03% to incompressible data)
-        if max_size is not None and path.stat().st_size > max_size + max_size // 1000 + 64:
-            raise too_big
-        raw = path.read_bytes()
+        return read_file(path, sys.maxsize if max_size is None else stored_size(max_size))
+    except FileTooLarge:
+        raise DataError(f"{path} holds more than the {max_size:,} bytes expected: it is not "
+                        "the file it is named after") from None
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def stored_size(max_size: int) -> int:
+    """The most bytes a file of `max_size` bytes can take raw or gzip-compressed."""
+    return max_size + max_size // 1000 + 64  # compressing adds ~0.03% to incompressible data
+
+
+def maybe_gunzip(raw: bytes, path: Path, max_size: int | None = None) -> bytes:
+    """`raw` decompressed if it is gzip (one member), else `raw`; DataError if it is damaged
+    or decompresses to more than `max_size` bytes. `path` names it in messages."""
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
         inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # one gzip member
         content = inflate.decompress(raw, (max_size or 0) + 1 if max_size is not None else 0)
         if max_size is not None and len(content) > max_size:
-            raise too_big
+            raise DataError(f"{path} holds more than the {max_size:,} bytes expected: it is "
+                            "not the file it is named after")
         if not inflate.eof:
             raise EOFError("compressed data ended before the end-of-stream marker")
         if inflate.unused_data:

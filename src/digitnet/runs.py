@@ -29,10 +29,11 @@ from .checkpoint import CHECKPOINT_FILENAME, Checkpoint, load_checkpoint, save_c
 from .config import TrainConfig
 from .data import MnistData
 from .errors import ConfigError, DigitnetError, ModelFileError
+from .files import MAX_JSON_BYTES, check_model_file, read_file
 from .history import EpochRecord, read_history, write_history
 from .metrics import Metrics, compute_metrics
 from .modelfile import save_model
-from .predict import MODEL_FILENAME, Predictor
+from .predict import MODEL_FILENAME, Predictor, model_path
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,16 @@ class Run:
     def __repr__(self) -> str:
         return (f"Run({str(self.folder) if self.folder else 'a model file'}: {self.predictor!r}"
                 f", {len(self.history)} epochs)")
+
+
+def _read_json_file(path: Path):
+    """The JSON value in the run's file `path`; ModelFileError if unreadable or damaged."""
+    try:
+        return json.loads(read_file(path, MAX_JSON_BYTES))
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise ModelFileError(f"{path} is damaged: {exc}") from None
 
 
 def _writable_folder(folder: Path) -> Path:
@@ -96,7 +107,7 @@ def resume_point(run_dir: str | os.PathLike) -> tuple[TrainConfig, Checkpoint | 
         raise DigitnetError(f"{folder} is a finished run (it has its {MODEL_FILENAME}): "
                             "nothing to resume")
     try:
-        cfg = TrainConfig.from_json(config_path.read_text())
+        cfg = TrainConfig.from_json(read_file(config_path, MAX_JSON_BYTES).decode())
     except (ConfigError, OSError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{config_path} is damaged: {exc}") from None
     checkpoint_path = folder / CHECKPOINT_FILENAME
@@ -221,6 +232,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     """Read a finished run folder back (no JAX needed). A model file (digitnet's or a Keras
     one) is read as a run without history or metrics, and without a folder."""
     folder = Path(run_dir)
+    check_model_file(model_path(folder))
     if folder.is_file():
         predictor = Predictor.load(folder)
         return Run(None, predictor.config, [], {}, predictor)
@@ -228,10 +240,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         raise ModelFileError(f"{folder} is not a run folder (run `digitnet train --out {folder}`)")
     predictor = Predictor.load(folder / MODEL_FILENAME)
     metrics_path = folder / "metrics.json"
-    try:
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    except ValueError as exc:
-        raise ModelFileError(f"{metrics_path} is damaged: {exc}") from None
+    metrics = _read_json_file(metrics_path) if metrics_path.exists() else {}
     return Run(folder, predictor.config, read_history(folder), metrics, predictor)
 
 
