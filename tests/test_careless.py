@@ -94,6 +94,84 @@ def test_every_file_digitnet_writes_follows_the_umask(tmp_path, tiny_mnist, mode
     assert set(modes.values()) == {"0o640"}, modes
 
 
+# --- train --out into a folder that holds something -----------------------------------------
+
+@pytest.mark.parametrize("files, message", [
+    ({"config.json": '{"learning_rate": "mine"}', "metrics.json": "{}", "notes.txt": "x"},
+     "is not empty (config.json, metrics.json, notes.txt) and is not a digitnet run: choose "
+     "another --out, or pass --overwrite"),
+    ({"config.json": CFG.to_json()}, "holds an unfinished run: `digitnet train --resume"),
+    ({"model.safetensors": "x"}, "already holds a trained model: choose another --out, or pass "
+                                 "--overwrite to replace it"),
+])
+def test_train_refuses_a_folder_that_holds_something_before_loading_mnist(
+        files, message, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    monkeypatch.setattr(digitnet.cli, "_load_data", no_mnist)
+    assert main([*TRAIN, "--out", str(folder)]) == 1
+    assert message in one_line(capsys.readouterr().err)
+    assert {p.name: p.read_text() for p in folder.iterdir() if p.name[0] != "."} == files
+
+
+def test_overwrite_replaces_a_runs_files_and_keeps_the_users(tmp_path, tiny_mnist, monkeypatch,
+                                                              capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"mine": true}')
+    (folder / "notes.txt").write_text("keep me")
+    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
+    assert main([*TRAIN, "--out", str(folder), "--overwrite"]) == 0
+    assert TrainConfig.from_json((folder / "config.json").read_text()).hidden == (16,)
+    assert (folder / "notes.txt").read_text() == "keep me"
+    capsys.readouterr()
+    monkeypatch.setattr(digitnet.cli, "_load_data", no_mnist)
+    assert main([*TRAIN, "--out", str(folder)]) == 1  # now a finished run
+    assert "already holds a trained model" in one_line(capsys.readouterr().err)
+
+
+# --- two trainings into one folder --------------------------------------------------------------
+
+LOCK_HOLDER = ("import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); "
+               "lock.acquire(); print('held', flush=True); sys.stdin.read()")
+
+
+@pytest.mark.parametrize("argv", [[*TRAIN, "--out"], ["train", "--resume"]])
+def test_a_second_training_into_a_busy_folder_fails_at_once(argv, tmp_path, monkeypatch,
+                                                            capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text(CFG.to_json())  # a run that another process trains
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(folder / ".digitnet.lock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        monkeypatch.setattr(digitnet.cli, "_load_data", no_mnist)
+        assert main([*argv, str(folder)]) == 1
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert f"another digitnet process is writing into {folder}" in one_line(
+        capsys.readouterr().err)
+
+
+def test_a_training_holds_its_folders_lock_until_it_is_written(tmp_path, tiny_mnist):
+    lock = tmp_path / "run" / ".digitnet.lock"
+    probe = ("import sys; from filelock import FileLock, Timeout\n"
+             "try: FileLock(sys.argv[1], timeout=0).acquire()\n"
+             "except Timeout: sys.exit(3)")
+    tries = []
+
+    def try_to_lock(record):
+        tries.append(subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode)
+
+    train_run(CFG, tmp_path / "run", tiny_mnist, on_epoch=try_to_lock, plots=False)
+    assert tries == [3]  # held during training
+    assert subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode == 0  # let go
+
+
 # --- what predict reads ----------------------------------------------------------------------
 
 def test_a_fifo_as_image_or_as_run_is_refused_not_waited_on(tmp_path, model_file, capsys):

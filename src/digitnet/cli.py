@@ -81,24 +81,39 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .progress import ProgressBar
-    from .runs import resume_point, resume_run, train_run
-    from .training import training_speedups, validation_size
-    from .training.printed import PER_COPY as PRINTED_PER_COPY
+    from .run_folder import check_new_run_folder, locked_run_folder
+    from .runs import resume_point
 
     if args.resume is not None:
         given = [_flag(f) for f in _config_overrides(args)]
-        given += [flag for flag, value in (("--recipe", args.recipe), ("--out", args.out))
+        given += [flag for flag, value in (("--recipe", args.recipe), ("--out", args.out),
+                                           ("--overwrite", args.overwrite or None))
                   if value is not None]
         if given:
             raise UsageError(f"--resume goes on with the run's own config and folder: drop "
                              f"{', '.join(given)}")
-        cfg, checkpoint = resume_point(args.resume)
-        done = checkpoint.epoch if checkpoint else 0
         out = args.resume
     else:
-        cfg, done = _train_config(args), 0
+        cfg = _train_config(args)
         out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    # Before MNIST is loaded: a folder another process writes into, or one that holds
+    # something else, is refused at once. The lock is held until the run is written.
+    with locked_run_folder(out, create=args.resume is None):
+        if args.resume is not None:
+            cfg, checkpoint = resume_point(out)
+            done = checkpoint.epoch if checkpoint else 0
+        else:
+            check_new_run_folder(out, args.overwrite)
+            done = 0
+        return _train(args, cfg, out, done)
+
+
+def _train(args: argparse.Namespace, cfg: TrainConfig, out: Path, done: int) -> int:
+    from .progress import ProgressBar
+    from .runs import resume_run, train_run
+    from .training import training_speedups, validation_size
+    from .training.printed import PER_COPY as PRINTED_PER_COPY
+
     with training_speedups(cfg):  # before MNIST is loaded: it may pin XLA to one core
         data = _load_data(args)
         n_val = validation_size(cfg, len(data.train_images))
@@ -117,7 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.resume is not None:
                 run = resume_run(out, data, on_epoch=bar, plots=not args.no_plots)
             else:
-                run = train_run(cfg, out, data, on_epoch=bar, plots=not args.no_plots)
+                run = train_run(cfg, out, data, on_epoch=bar, plots=not args.no_plots,
+                                overwrite=args.overwrite)
         except KeyboardInterrupt:
             bar.close()
             print(f"digitnet: interrupted; `digitnet train --resume {out}` goes on from the "
@@ -294,14 +310,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from .errors import DataError
+    from .run_folder import check_new_run_folder, locked_run_folder
     from .runs import import_run
 
-    try:
-        data = _load_data(args)
-    except DataError as exc:  # the model is still worth importing without its metrics
-        print(f"digitnet: MNIST not available, so no metrics or plots ({exc})", file=sys.stderr)
-        data = None
-    run = import_run(args.model_file, args.out, data, input_scale=args.input_scale)
+    with locked_run_folder(args.out):  # refused before MNIST is loaded, as train does
+        check_new_run_folder(args.out, args.overwrite)
+        try:
+            data = _load_data(args)
+        except DataError as exc:  # the model is still worth importing without its metrics
+            print(f"digitnet: MNIST not available, so no metrics or plots ({exc})",
+                  file=sys.stderr)
+            data = None
+        run = import_run(args.model_file, args.out, data, input_scale=args.input_scale,
+                         overwrite=args.overwrite)
     cfg = run.config
     print(f"imported {args.model_file} as {cfg.model} {family(cfg).describe(cfg)} "
           f"(fed {run.predictor.results['keras_input']}) into {run.folder}")

@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="starting configuration; flags below override it (default: tutorial)")
     _add_config_flags(p)
-    p.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>)")
+    p.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>); "
+                   "it must be missing or empty")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into --out even if it is not empty: digitnet's files there "
+                        "(an earlier run's) are replaced, other files are left alone")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="go on with an interrupted run from its last finished epoch, with the "
                         "config stored in it (no --recipe, --out or configuration flags)")
@@ -112,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("import", help="turn a Keras model file into a run folder")
     p.add_argument("model_file", type=Path, metavar="MODEL_FILE", help=".keras or .h5 file")
-    p.add_argument("--out", type=Path, required=True, help="run folder to create")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder to create; it must be missing or empty")
+    p.add_argument("--overwrite", action="store_true",
+                   help="import into --out even if it is not empty: digitnet's files there "
+                        "are replaced, other files are left alone")
     p.add_argument("--input-scale", type=float, choices=[1.0, 255.0], default=None,
                    help="the pixel range the model was trained on: 1 (0..1, as the tutorial "
                         "divides by 255) or 255 (raw 0..255); default: 255 if the model has a "

@@ -8,10 +8,14 @@
                                      kept_epoch, stop_reason, ...)
     RUN_DIR/model.safetensors        weights + config + results; written last, atomically
     RUN_DIR/plots/*.png
+    RUN_DIR/.digitnet.lock           locked while a process writes into the folder
 
 Every file is written atomically. An interrupted or failed run keeps its config, the history
 and the checkpoint of its finished epochs, and has no model file, so nothing half-trained
 can be mistaken for a result; `resume_run` goes on from the checkpoint.
+
+A process writing a run holds the folder's lock, and a new run starts only in a missing or
+empty folder unless told to overwrite (run_folder.py).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .history import EpochRecord, read_history, write_history
 from .metrics import Metrics, compute_metrics
 from .modelfile import save_model
 from .predict import MODEL_FILENAME, Predictor, model_path
+from .run_folder import check_new_run_folder, clear_run_files, locked_run_folder
 
 
 @dataclass(frozen=True)
@@ -59,21 +64,6 @@ def _read_json_file(path: Path):
         raise ModelFileError(f"{path} is damaged: {exc}") from None
 
 
-def _writable_folder(folder: Path) -> Path:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".digitnet-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise DigitnetError(f"cannot write to the output folder {folder}: "
-                            f"{exc.strerror or exc}") from None
-    if (folder / MODEL_FILENAME).exists():
-        raise DigitnetError(f"{folder} already holds a trained model: choose another --out "
-                            "or delete it first")
-    return folder
-
-
 def _write(path: Path, content: str | bytes) -> None:
     try:
         atomic_write(path, content)
@@ -87,11 +77,17 @@ def train_run(
     data: MnistData,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     plots: bool = True,
+    *,
+    overwrite: bool = False,
 ) -> Run:
-    """Train, evaluate on the test set, save the model (and plots) into `out_dir`."""
-    folder = _writable_folder(Path(out_dir))
-    _write(folder / "config.json", cfg.to_json() + "\n")
-    return _train_into(folder, cfg, data, on_epoch, plots, resume=None)
+    """Train, evaluate on the test set, save the model (and plots) into `out_dir`, holding
+    its lock. `out_dir` must be missing or empty unless `overwrite` (then digitnet's files
+    there are removed first; see check_new_run_folder)."""
+    with locked_run_folder(out_dir) as folder:
+        check_new_run_folder(folder, overwrite)
+        clear_run_files(folder)
+        _write(folder / "config.json", cfg.to_json() + "\n")
+        return _train_into(folder, cfg, data, on_epoch, plots, resume=None)
 
 
 def resume_point(run_dir: str | os.PathLike) -> tuple[TrainConfig, Checkpoint | None]:
@@ -131,13 +127,13 @@ def resume_run(
     plots: bool = True,
 ) -> Run:
     """Go on with the interrupted run in `run_dir` from its last finished epoch, with the
-    config stored there, and finish it as train_run would have (see resume_point)."""
-    cfg, checkpoint = resume_point(run_dir)
-    folder = Path(run_dir)
-    _writable_folder(folder)
-    for unfinished in folder.glob(".*.tmp"):  # atomic writes a killed process cut short
-        unfinished.unlink(missing_ok=True)
-    return _train_into(folder, cfg, data, on_epoch, plots, resume=checkpoint)
+    config stored there, and finish it as train_run would have (see resume_point), holding
+    the folder's lock."""
+    with locked_run_folder(run_dir, create=False) as folder:
+        cfg, checkpoint = resume_point(folder)
+        for unfinished in folder.glob(".*.tmp"):  # atomic writes a killed process cut short
+            unfinished.unlink(missing_ok=True)
+        return _train_into(folder, cfg, data, on_epoch, plots, resume=checkpoint)
 
 
 def _train_into(folder: Path, cfg: TrainConfig, data: MnistData,
@@ -275,12 +271,15 @@ def plot_run(
 
 def import_run(model_file: str | os.PathLike, out_dir: str | os.PathLike,
                data: MnistData | None = None, input_scale: float | None = None,
-               plots: bool = True) -> Run:
+               plots: bool = True, *, overwrite: bool = False) -> Run:
     """A run folder made from a Keras model file: the model file with its config, and, when
-    `data` is given, the test metrics and plots, so every command works on it."""
+    `data` is given, the test metrics and plots, so every command works on it. `out_dir`
+    is taken as train_run takes it (its lock held, and `overwrite` needed unless empty)."""
     from .interop.keras_import import load_keras_model
 
     cfg, weights, provenance = load_keras_model(model_file, input_scale)
-    folder = _writable_folder(Path(out_dir))
-    _write(folder / "config.json", cfg.to_json() + "\n")
-    return _finish_run(folder, cfg, weights, [], data, plots=plots, provenance=provenance)
+    with locked_run_folder(out_dir) as folder:
+        check_new_run_folder(folder, overwrite)
+        clear_run_files(folder)
+        _write(folder / "config.json", cfg.to_json() + "\n")
+        return _finish_run(folder, cfg, weights, [], data, plots=plots, provenance=provenance)
