@@ -88,7 +88,8 @@ def http_folder(tmp_path):
     folder.mkdir()
     handler = functools.partial(QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # (polled every 50 ms, shutdown() returns at once instead of in half a second)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()

@@ -77,12 +77,13 @@ def umask_027():
     os.umask(previous)
 
 
-def test_every_file_digitnet_writes_follows_the_umask(tmp_path, tiny_mnist, model_file,
-                                                      umask_027):
+def test_every_file_digitnet_writes_follows_the_umask(tmp_path, tiny_mnist, http_folder,
+                                                      model_file, umask_027):
     run = tmp_path / "run"
     train_run(CFG, run, tiny_mnist)  # config, history, metrics, model, plots
-    specs = tiny_idx_files(tmp_path / "data", tiny_mnist)
-    load_mnist(tmp_path / "data", download=False, files=specs)  # writes the parsed cache
+    served, url = http_folder
+    specs = tiny_idx_files(served, tiny_mnist)
+    load_mnist(tmp_path / "data", mirrors=(url,), files=specs)  # downloads, parsed cache
     assert main(["export", str(model_file), "--format", "keras",
                  "--out", str(tmp_path / "m.keras")]) == 0
     written = [p for p in run.rglob("*") if p.is_file()]
@@ -273,3 +274,88 @@ def test_unreadable_folders_are_named_not_skipped_or_a_traceback(locked_folder, 
     out = capsys.readouterr().out
     assert f"{locked / 'two.png'}: error: cannot read the file: Permission denied" in out
     assert f"{one}: error" not in out
+
+
+# --- downloads -------------------------------------------------------------------------------
+
+def test_a_killed_downloads_leftovers_are_removed_by_the_next(tmp_path, http_folder,
+                                                              tiny_mnist):
+    served, url = http_folder
+    specs = tiny_idx_files(served, tiny_mnist)
+    staging = tmp_path / "dest" / ".download"
+    staging.mkdir(parents=True)
+    (staging / "tmpk1ll3d").write_bytes(bytes(2**20))  # what pooch was writing when killed
+    load_mnist(tmp_path / "dest", mirrors=(url,), files=specs)
+    assert not staging.exists()
+
+
+class EndlessHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every request with 64 MiB of zeros, counting what it could send."""
+
+    size = 64 * 2**20
+    sent = 0
+    done = threading.Event()
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(self.size))
+        self.end_headers()
+        chunk = bytes(2**16)
+        try:
+            while EndlessHandler.sent < self.size:
+                self.wfile.write(chunk)
+                EndlessHandler.sent += len(chunk)
+        except OSError:
+            pass  # the client hung up
+        finally:
+            EndlessHandler.done.set()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_oversized_response_is_cut_off_as_it_arrives(tmp_path, tiny_mnist):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EndlessHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    EndlessHandler.sent, EndlessHandler.done = 0, threading.Event()
+    specs = tiny_idx_files(tmp_path / "specs", tiny_mnist)
+    try:
+        with pytest.raises(DataError, match="larger than the 272 bytes the file can take"):
+            download_mnist(tmp_path / "dest", files={"test_labels": specs["test_labels"]},
+                           mirrors=(f"http://127.0.0.1:{server.server_address[1]}/",))
+        assert EndlessHandler.done.wait(30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert EndlessHandler.sent < EndlessHandler.size // 4  # what the socket buffers took
+    assert [p.name for p in (tmp_path / "dest").iterdir()] == [".download.lock"]
+
+
+def test_the_mirror_can_be_chosen_and_a_bad_one_is_named(tmp_path, http_folder, tiny_mnist,
+                                                         monkeypatch):
+    served, url = http_folder
+    specs = tiny_idx_files(served, tiny_mnist)
+    monkeypatch.setattr(digitnet.download, "MIRRORS", ("http://127.0.0.1:9/",))  # none here
+    monkeypatch.setenv("DIGITNET_MNIST_URL", url)
+    data = load_mnist(tmp_path / "data", files=specs)
+    np.testing.assert_array_equal(data.test_labels, tiny_mnist.test_labels)
+    monkeypatch.setenv("DIGITNET_MNIST_URL", str(served))
+    with pytest.raises(DataError, match=r"\$DIGITNET_MNIST_URL must hold http://, https:// or"):
+        load_mnist(tmp_path / "elsewhere", files=specs)
+
+
+def test_evaluate_needs_and_downloads_only_the_test_set(tmp_path, http_folder, tiny_mnist,
+                                                        model_file, monkeypatch, capsys):
+    served, url = http_folder
+    specs = tiny_idx_files(served, tiny_mnist)
+    for key in ("train_images", "train_labels"):
+        (served / (specs[key].name + ".gz")).unlink()
+    monkeypatch.setenv("DIGITNET_MNIST_URL", url)
+    monkeypatch.setitem(digitnet.data.load_mnist_test.__kwdefaults__, "files", specs)
+    dest = tmp_path / "data"
+    assert main(["evaluate", str(model_file), "--data-dir", str(dest), "--json"]) == 0
+    assert np.sum(json.loads(capsys.readouterr().out)["confusion_matrix"]) == 200
+    assert sorted(os.listdir(dest)) == [".download.lock", "t10k-images-idx3-ubyte.gz",
+                                        "t10k-labels-idx1-ubyte.gz"]
+    images, labels = digitnet.data.load_mnist_test(dest, download=False, files=specs)
+    np.testing.assert_array_equal(labels, tiny_mnist.test_labels)

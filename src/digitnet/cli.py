@@ -32,6 +32,15 @@ def _load_data(args: argparse.Namespace):
     return load_mnist(args.data_dir, download=not args.no_download, progress=sys.stderr.isatty())
 
 
+def _load_test_set(args: argparse.Namespace):
+    """MNIST's test images and labels alone: all that evaluating needs, so the training
+    files need not be there (nor be downloaded)."""
+    from .data import load_mnist_test
+
+    return load_mnist_test(args.data_dir, download=not args.no_download,
+                           progress=sys.stderr.isatty())
+
+
 def _percent(fraction: float) -> str:
     return f"{fraction * 100:.2f}%"
 
@@ -156,8 +165,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .runs import load_run
 
     run = load_run(args.run_dir)
-    data = _load_data(args)
-    metrics = evaluate(run.predictor, data.test_images, data.test_labels)
+    test_images, test_labels = _load_test_set(args)
+    metrics = evaluate(run.predictor, test_images, test_labels)
     if args.json:
         print(json.dumps(metrics.to_dict()))
         return 0
@@ -210,13 +219,13 @@ def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
                 raise DigitnetError(f"cannot write {view}: {exc.strerror or exc}") from None
             items[-1]["view"] = str(view)
     if args.test_index:
-        data = _load_data(args)
-        bad = [i for i in args.test_index if not 0 <= i < len(data.test_images)]
+        test_images, test_labels = _load_test_set(args)
+        bad = [i for i in args.test_index if not 0 <= i < len(test_images)]
         if bad:
-            raise UsageError(f"--test-index must be in 0..{len(data.test_images) - 1}, got {bad}")
-        predictions = predictor.predict(data.test_images[args.test_index])
+            raise UsageError(f"--test-index must be in 0..{len(test_images) - 1}, got {bad}")
+        predictions = predictor.predict(test_images[args.test_index])
         for i, prediction in zip(args.test_index, predictions):
-            items.append({"file": f"mnist-test[{i}]", "label": int(data.test_labels[i]),
+            items.append({"file": f"mnist-test[{i}]", "label": int(test_labels[i]),
                           "prediction": prediction})
     return items
 

@@ -54,7 +54,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="folder holding MNIST (default: "
                         "$DIGITNET_DATA_DIR, else the user cache folder)")
     parser.add_argument("--no-download", action="store_true",
-                        help="fail instead of downloading MNIST when it is missing")
+                        help="fail instead of downloading MNIST when it is missing (downloads "
+                             "come from $DIGITNET_MNIST_URL when set, else the public mirrors)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,9 +3,10 @@
 Where the files are looked for, in order: the `data_dir` argument, `$DIGITNET_DATA_DIR`, then
 the user cache directory (`$DIGITNET_CACHE_DIR` or the OS cache folder). The first of these
 that is set is *the* data folder; if it lacks files and downloading is allowed, they are
-fetched from the public mirrors into it (download.py). Content is trusted only after its SHA-256 (of the
-decompressed bytes, so a re-compressed copy still passes), IDX magic numbers, shapes and label
-range have been checked. Parsed arrays are cached so a second load does no decompression.
+fetched into it from the public mirrors, or from `$DIGITNET_MNIST_URL` (download.py). Content
+is trusted only after its SHA-256 (of the decompressed bytes, so a re-compressed copy still
+passes), IDX magic numbers, shapes and label range have been checked. Parsed arrays are
+cached so a second load does no decompression.
 """
 
 from __future__ import annotations
@@ -118,11 +119,37 @@ def load_mnist(
 ) -> MnistData:
     """Load MNIST as uint8 arrays, downloading into the data folder if allowed and needed.
 
-    `mirrors` are base URLs tried in order (default: download.MIRRORS). `files` describes the
+    `mirrors` are base URLs tried in order (default: $DIGITNET_MNIST_URL, else
+    download.MIRRORS). `files` describes the
     expected files (pass your own for IDX data sets of the same layout,
     such as Fashion-MNIST, with sha256=None to skip the checksum). Raises DataError with a
     message naming the folder and the fix.
     """
+    arrays, source = _load_arrays(data_dir, download, mirrors, files, progress, use_cache)
+    return MnistData(**arrays, source=source)
+
+
+def load_mnist_test(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    mirrors: tuple[str, ...] | None = None,
+    files: dict[str, IdxFile] = MNIST_FILES,
+    progress: bool = False,
+    use_cache: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's test set alone, as load_mnist finds, checks and caches it: (images uint8
+    (N, 28, 28), labels uint8 (N,)). Evaluating a model needs no more, so only the test
+    files must be there, and only they are downloaded when missing."""
+    tests = {key: spec for key, spec in files.items() if key.startswith("test_")}
+    arrays, _ = _load_arrays(data_dir, download, mirrors, tests, progress, use_cache)
+    return arrays["test_images"], arrays["test_labels"]
+
+
+def _load_arrays(data_dir: str | os.PathLike | None, download: bool,
+                 mirrors: tuple[str, ...] | None, files: dict[str, IdxFile], progress: bool,
+                 use_cache: bool) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays `files` describes, and where they were read from (see load_mnist)."""
     folder, how = resolve_data_dir(data_dir)
     sources = _find_sources(folder, files)
     if sources is None:
@@ -132,9 +159,10 @@ def load_mnist(
                 f"{', '.join(f.name + '[.gz]' for f in files.values())} or {NPZ_NAME}; pass "
                 f"--data-dir or set {DATA_DIR_ENV} to a folder holding them, or allow download"
             )
-        from .download import MIRRORS, download_mnist
+        from .download import default_mirrors, download_mnist
 
-        download_mnist(folder, mirrors=mirrors or MIRRORS, files=files, progress=progress)
+        download_mnist(folder, mirrors=mirrors or default_mirrors(), files=files,
+                       progress=progress)
         sources = _find_sources(folder, files)
         if sources is None:
             raise DataError(f"MNIST files in {folder} vanished right after downloading")
@@ -142,11 +170,11 @@ def load_mnist(
     if cache_file is not None:
         cached = _read_parsed_cache(cache_file, files)
         if cached is not None:
-            return MnistData(**cached, source=f"{folder} (parsed cache)")
+            return cached, f"{folder} (parsed cache)"
     arrays = _parse_sources(sources, files)
     if cache_file is not None:
         _write_parsed_cache(cache_file, arrays)
-    return MnistData(**arrays, source=str(folder))
+    return arrays, str(folder)
 
 
 def _find_sources(folder: Path, files: dict[str, IdxFile]) -> dict[str, Path] | None:
@@ -182,7 +210,7 @@ def _parse_sources(sources: dict[str, Path], files: dict[str, IdxFile]) -> dict[
             array = parse_idx(content, source=str(path))
         check_shape(array, spec, path)
         arrays[key] = array
-    for kind in ("train", "test"):
+    for kind in sorted({key.split("_")[0] for key in sources}):  # train, test or both
         labels = arrays[f"{kind}_labels"]
         if labels.size and labels.max() > 9:
             raise DataError(f"{sources[kind + '_labels']}: labels must be 0..9, found {labels.max()}")
