@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from digitnet.data import IdxFile, MnistData, write_idx
+from digitnet.data import MnistData
+from digitnet.idx import IdxFile, write_idx
 
 
 def pytest_configure(config):
@@ -69,7 +70,7 @@ def tiny_idx_files(folder: Path, data: MnistData, *, compress: bool = True) -> d
     import gzip
     import hashlib
 
-    from digitnet.data import MNIST_FILES
+    from digitnet.idx import MNIST_FILES
 
     specs = {}
     for key, spec in MNIST_FILES.items():
@@ -88,7 +89,8 @@ def http_folder(tmp_path):
     folder.mkdir()
     handler = functools.partial(QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # (polled every 50 ms, shutdown() returns at once instead of in half a second)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()

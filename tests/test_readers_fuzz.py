@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from digitnet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from digitnet.config import TrainConfig
-from digitnet.data import parse_idx, read_maybe_gzip
+from digitnet.idx import parse_idx, read_maybe_gzip
 from digitnet.errors import DataError, ImageError, ModelFileError
 from digitnet.history import EpochRecord
 from digitnet.interop import export_model

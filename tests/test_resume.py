@@ -82,7 +82,7 @@ def test_resume_run_finishes_the_folder_and_the_history_shows_it(tmp_path, tiny_
     cfg = CONFIGS["mlp"]
     _interrupted_run(tmp_path / "run", tiny_mnist, cfg, after_epoch=2)
     assert {p.name for p in (tmp_path / "run").iterdir()} == {
-        "config.json", "history.csv", "history.json", CHECKPOINT_FILENAME}
+        ".digitnet.lock", "config.json", "history.csv", "history.json", CHECKPOINT_FILENAME}
     assert resume_point(tmp_path / "run")[1].epoch == 2
     run = resume_run(tmp_path / "run", tiny_mnist, plots=False)
     whole = train_run(cfg, tmp_path / "whole", tiny_mnist, plots=False)
@@ -203,11 +203,11 @@ def test_cli_resume_refuses_config_flags_and_finishes_after_ctrl_c(tmp_path, tin
     run = tmp_path / "run"
     real_train = digitnet.runs.train_run
 
-    def interrupted(cfg, out, data, on_epoch=None, plots=True):
+    def interrupted(cfg, out, data, on_epoch=None, plots=True, **options):
         def press_ctrl_c(record):
             on_epoch(record)
             raise KeyboardInterrupt
-        return real_train(cfg, out, data, on_epoch=press_ctrl_c, plots=plots)
+        return real_train(cfg, out, data, on_epoch=press_ctrl_c, plots=plots, **options)
 
     monkeypatch.setattr(digitnet.runs, "train_run", interrupted)
     assert main(["train", "--epochs", "3", "--hidden", "16", "--out", str(run)]) == 130

@@ -14,8 +14,8 @@ def test_run_folder_holds_everything(tmp_path, tiny_mnist):
     run = train_run(CFG, tmp_path / "run", tiny_mnist)
     folder = tmp_path / "run"
     names = {p.name for p in folder.iterdir()}
-    assert names == {"config.json", "history.csv", "history.json", "metrics.json",
-                     "model.safetensors", "plots"}
+    assert names == {".digitnet.lock", "config.json", "history.csv", "history.json",
+                     "metrics.json", "model.safetensors", "plots"}
     assert TrainConfig.from_json((folder / "config.json").read_text()) == CFG
     metrics = json.loads((folder / "metrics.json").read_text())
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_loss"] > 0

@@ -15,8 +15,9 @@ _EXPORTS = {
     "TrainConfig": "config", "recipe": "config",
     "DigitnetError": "errors", "ConfigError": "errors", "DataError": "errors",
     "ImageError": "errors", "ModelFileError": "errors",
-    "MnistData": "data", "load_mnist": "data", "download_mnist": "download",
-    "parse_idx": "data", "write_idx": "data",
+    "MnistData": "data", "load_mnist": "data", "load_mnist_test": "data",
+    "download_mnist": "download",
+    "parse_idx": "idx", "write_idx": "idx",
     "EpochRecord": "history",
     "train": "training", "TrainResult": "training", "limit_xla_to_one_core": "training",
     "enable_compilation_cache": "training", "training_speedups": "training",
@@ -47,8 +48,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .checkpoint import Checkpoint, load_checkpoint  # noqa: F401
     from .config import TrainConfig, recipe  # noqa: F401
-    from .data import MnistData, load_mnist, parse_idx, write_idx  # noqa: F401
+    from .data import MnistData, load_mnist, load_mnist_test  # noqa: F401
     from .download import download_mnist  # noqa: F401
+    from .idx import parse_idx, write_idx  # noqa: F401
     from .errors import (ConfigError, DataError, DigitnetError, ImageError,  # noqa: F401
                          ModelFileError)
     from .history import EpochRecord  # noqa: F401

@@ -34,6 +34,15 @@ def _load_data(args: argparse.Namespace):
     return load_mnist(args.data_dir, download=not args.no_download, progress=sys.stderr.isatty())
 
 
+def _load_test_set(args: argparse.Namespace):
+    """MNIST's test images and labels alone: all that evaluating needs, so the training
+    files need not be there (nor be downloaded)."""
+    from .data import load_mnist_test
+
+    return load_mnist_test(args.data_dir, download=not args.no_download,
+                           progress=sys.stderr.isatty())
+
+
 def _percent(fraction: float) -> str:
     return f"{fraction * 100:.2f}%"
 
@@ -89,24 +98,39 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .progress import ProgressBar
-    from .runs import resume_point, resume_run, train_run
-    from .training import training_speedups, validation_size
-    from .training.printed import PER_COPY as PRINTED_PER_COPY
+    from .run_folder import check_new_run_folder, locked_run_folder
+    from .runs import resume_point
 
     if args.resume is not None:
         given = [_flag(f) for f in _config_overrides(args)]
-        given += [flag for flag, value in (("--recipe", args.recipe), ("--out", args.out))
+        given += [flag for flag, value in (("--recipe", args.recipe), ("--out", args.out),
+                                           ("--overwrite", args.overwrite or None))
                   if value is not None]
         if given:
             raise UsageError(f"--resume goes on with the run's own config and folder: drop "
                              f"{', '.join(given)}")
-        cfg, checkpoint = resume_point(args.resume)
-        done = checkpoint.epoch if checkpoint else 0
         out = args.resume
     else:
-        cfg, done = _train_config(args), 0
+        cfg = _train_config(args)
         out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    # Before MNIST is loaded: a folder another process writes into, or one that holds
+    # something else, is refused at once. The lock is held until the run is written.
+    with locked_run_folder(out, create=args.resume is None):
+        if args.resume is not None:
+            cfg, checkpoint = resume_point(out)
+            done = checkpoint.epoch if checkpoint else 0
+        else:
+            check_new_run_folder(out, args.overwrite)
+            done = 0
+        return _train(args, cfg, out, done)
+
+
+def _train(args: argparse.Namespace, cfg: TrainConfig, out: Path, done: int) -> int:
+    from .progress import ProgressBar
+    from .runs import resume_run, train_run
+    from .training import training_speedups, validation_size
+    from .training.printed import PER_COPY as PRINTED_PER_COPY
+
     with training_speedups(cfg):  # before MNIST is loaded: it may pin XLA to one core
         data = _load_data(args)
         n_val = validation_size(cfg, len(data.train_images))
@@ -125,7 +149,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.resume is not None:
                 run = resume_run(out, data, on_epoch=bar, plots=not args.no_plots)
             else:
-                run = train_run(cfg, out, data, on_epoch=bar, plots=not args.no_plots)
+                run = train_run(cfg, out, data, on_epoch=bar, plots=not args.no_plots,
+                                overwrite=args.overwrite)
         except KeyboardInterrupt:
             bar.close()
             print(f"digitnet: interrupted; `digitnet train --resume {out}` goes on from the "
@@ -148,8 +173,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .runs import load_run
 
     run = load_run(args.run_dir)
-    data = _load_data(args)
-    metrics = evaluate(run.predictor, data.test_images, data.test_labels)
+    test_images, test_labels = _load_test_set(args)
+    metrics = evaluate(run.predictor, test_images, test_labels)
     if args.json:
         print(json.dumps(metrics.to_dict()))
         return 0
@@ -169,17 +194,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from .predict import Predictor
-    from .preprocess import expand_image_paths, open_image, prepare_image
+    from .files import check_model_file, find_files
+    from .predict import Predictor, model_path
+    from .preprocess import IMAGE_SUFFIXES
 
+    check_model_file(model_path(args.run_dir))
     predictor = Predictor.load(args.run_dir)
     items: list[dict[str, Any]] = []
-    for number, path in enumerate(expand_image_paths(args.images)):
+    for number, (path, unlisted) in enumerate(find_files(args.images, IMAGE_SUFFIXES)):
+        if unlisted is not None:
+            items.append({"file": str(path), "error": "cannot list this folder: "
+                                                      f"{unlisted.strerror or unlisted}"})
+            continue
         try:
-            original = open_image(path)
-            prepared = prepare_image(original)
-        except DigitnetError as exc:
-            items.append({"file": str(path), "error": str(exc)})
+            original, prepared = _read_image(path)
+        except Exception as exc:  # one bad file, whatever it is, must not stop the batch
+            if args.debug:
+                raise
+            message = str(exc) if isinstance(exc, DigitnetError) else (
+                f"cannot use this image ({type(exc).__name__}: {exc})")
+            items.append({"file": str(path), "error": message})
             continue
         [prediction] = predictor.predict(prepared.pixels[None], notes=[prepared.notes])
         items.append({"file": str(path), "prediction": prediction})
@@ -193,15 +227,34 @@ def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
                 raise DigitnetError(f"cannot write {view}: {exc.strerror or exc}") from None
             items[-1]["view"] = str(view)
     if args.test_index:
-        data = _load_data(args)
-        bad = [i for i in args.test_index if not 0 <= i < len(data.test_images)]
+        test_images, test_labels = _load_test_set(args)
+        bad = [i for i in args.test_index if not 0 <= i < len(test_images)]
         if bad:
-            raise UsageError(f"--test-index must be in 0..{len(data.test_images) - 1}, got {bad}")
-        predictions = predictor.predict(data.test_images[args.test_index])
+            raise UsageError(f"--test-index must be in 0..{len(test_images) - 1}, got {bad}")
+        predictions = predictor.predict(test_images[args.test_index])
         for i, prediction in zip(args.test_index, predictions):
-            items.append({"file": f"mnist-test[{i}]", "label": int(data.test_labels[i]),
+            items.append({"file": f"mnist-test[{i}]", "label": int(test_labels[i]),
                           "prediction": prediction})
     return items
+
+
+def _read_image(path: Path):
+    """The image file `path` decoded and prepared: (the image, its PreparedImage). Only a
+    regular file is read (a FIFO would block), and at most MAX_IMAGE_BYTES of it."""
+    from .errors import ImageError
+    from .files import MAX_IMAGE_BYTES, read_file
+    from .preprocess import open_image, prepare_image
+
+    try:
+        content = read_file(path, MAX_IMAGE_BYTES)
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except IsADirectoryError:
+        raise ImageError("a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
+    original = open_image(content)
+    return original, prepare_image(original)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -261,8 +314,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .interop import export_model
-    from .predict import Predictor
+    from .files import check_model_file
+    from .predict import Predictor, model_path
 
+    check_model_file(model_path(args.run_dir))
     predictor = Predictor.load(args.run_dir)
     path = export_model(predictor.config, predictor.weights, args.format, args.out)
     print(f"wrote {path} ({args.format}, {to_text(predictor.network)})")
@@ -271,15 +326,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from .errors import DataError
+    from .run_folder import check_new_run_folder, locked_run_folder
     from .runs import import_run
 
-    try:
-        data = _load_data(args)
-    except DataError as exc:  # the model is still worth importing without its metrics
-        print(f"digitnet: MNIST not available, so no metrics or plots ({exc})", file=sys.stderr)
-        data = None
-    run = import_run(args.model_file, args.out, data, input_scale=args.input_scale,
-                     input_mean=args.input_mean, input_std=args.input_std)
+    with locked_run_folder(args.out):  # refused before MNIST is loaded, as train does
+        check_new_run_folder(args.out, args.overwrite)
+        try:
+            data = _load_data(args)
+        except DataError as exc:  # the model is still worth importing without its metrics
+            print(f"digitnet: MNIST not available, so no metrics or plots ({exc})",
+                  file=sys.stderr)
+            data = None
+        run = import_run(args.model_file, args.out, data, input_scale=args.input_scale,
+                         input_mean=args.input_mean, input_std=args.input_std,
+                         overwrite=args.overwrite)
     cfg = run.config
     print(f"imported {args.model_file} as {to_text(cfg.network)} "
           f"(fed {run.predictor.results['model_input']}) into {run.folder}")

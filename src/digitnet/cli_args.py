@@ -55,7 +55,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="folder holding MNIST (default: "
                         "$DIGITNET_DATA_DIR, else the user cache folder)")
     parser.add_argument("--no-download", action="store_true",
-                        help="fail instead of downloading MNIST when it is missing")
+                        help="fail instead of downloading MNIST when it is missing (downloads "
+                             "come from $DIGITNET_MNIST_URL when set, else the public mirrors)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="starting configuration; flags below override it (default: tutorial)")
     _add_config_flags(p)
-    p.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>)")
+    p.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>); "
+                   "it must be missing or empty")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into --out even if it is not empty: digitnet's files there "
+                        "(an earlier run's) are replaced, other files are left alone")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="go on with an interrupted run from its last finished epoch, with the "
                         "config stored in it (no --recipe, --out or configuration flags)")
@@ -89,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
                    help="run folder, model file, or Keras or ONNX model file")
     p.add_argument("images", nargs="*", type=Path, metavar="IMAGE_OR_FOLDER",
-                   help="image files (PNG, JPEG, ...) or folders searched recursively")
+                   help="image files (PNG, JPEG, ...) or folders searched recursively; a file "
+                        "or folder that cannot be read gets an error line of its own, the "
+                        "others are still predicted, and the exit code is 1")
     p.add_argument("--test-index", type=int, nargs="+", default=[], metavar="N",
                    help="also classify these MNIST test images (0..9999)")
     output = p.add_mutually_exclusive_group()
@@ -114,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("import", help="turn a Keras or ONNX model file into a run folder")
     p.add_argument("model_file", type=Path, metavar="MODEL_FILE",
                    help=".keras, .h5 or .onnx file")
-    p.add_argument("--out", type=Path, required=True, help="run folder to create")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder to create; it must be missing or empty")
+    p.add_argument("--overwrite", action="store_true",
+                   help="import into --out even if it is not empty: digitnet's files there "
+                        "are replaced, other files are left alone")
     p.add_argument("--input-scale", type=float, choices=[1.0, 255.0], default=None,
                    help="the pixel range the model was trained on: 1 (0..1, as the tutorial "
                         "divides by 255) or 255 (raw 0..255); default: 255 if the model has a "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .errors import ModelFileError
+from .files import MAX_JSON_BYTES, read_file
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ def read_history(folder: Path) -> list[EpochRecord]:
     if not path.exists():
         return []
     try:
-        rows = json.loads(path.read_text())
+        rows = json.loads(read_file(path, MAX_JSON_BYTES))
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise ModelFileError(f"{path} is damaged: {exc}") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):

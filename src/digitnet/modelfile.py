@@ -20,6 +20,7 @@ import numpy as np
 from .atomic import atomic_write
 from .config import TrainConfig
 from .errors import ConfigError, ModelFileError
+from .files import MAX_MODEL_BYTES, read_file
 from .network import tensor_shapes, to_text
 
 FORMAT = "digitnet-model"
@@ -99,7 +100,7 @@ def read_safetensors(path: Path, noun: str, *, missing: str) -> tuple[dict[str, 
     from safetensors.numpy import load
 
     try:
-        content = path.read_bytes()
+        content = read_file(path, MAX_MODEL_BYTES)
     except FileNotFoundError:
         raise ModelFileError(f"no {noun} at {path}: {missing}") from None
     except OSError as exc:

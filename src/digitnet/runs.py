@@ -8,10 +8,14 @@
                                      kept_epoch, stop_reason, ...)
     RUN_DIR/model.safetensors        weights + config + results; written last, atomically
     RUN_DIR/plots/*.png
+    RUN_DIR/.digitnet.lock           locked while a process writes into the folder
 
 Every file is written atomically. An interrupted or failed run keeps its config, the history
 and the checkpoint of its finished epochs, and has no model file, so nothing half-trained
 can be mistaken for a result; `resume_run` goes on from the checkpoint.
+
+A process writing a run holds the folder's lock, and a new run starts only in a missing or
+empty folder unless told to overwrite (run_folder.py).
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from .checkpoint import CHECKPOINT_FILENAME, Checkpoint, load_checkpoint, save_c
 from .config import TrainConfig
 from .data import MnistData
 from .errors import ConfigError, DigitnetError, ModelFileError
+from .files import MAX_JSON_BYTES, check_model_file, read_file
 from .history import EpochRecord, read_history, write_history
 from .metrics import Metrics, compute_metrics
 from .modelfile import save_model
-from .predict import MODEL_FILENAME, Predictor
+from .predict import MODEL_FILENAME, Predictor, model_path
+from .run_folder import check_new_run_folder, clear_run_files, locked_run_folder
 
 
 @dataclass(frozen=True)
@@ -48,19 +54,14 @@ class Run:
                 f", {len(self.history)} epochs)")
 
 
-def _writable_folder(folder: Path) -> Path:
+def _read_json_file(path: Path):
+    """The JSON value in the run's file `path`; ModelFileError if unreadable or damaged."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".digitnet-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        return json.loads(read_file(path, MAX_JSON_BYTES))
     except OSError as exc:
-        raise DigitnetError(f"cannot write to the output folder {folder}: "
-                            f"{exc.strerror or exc}") from None
-    if (folder / MODEL_FILENAME).exists():
-        raise DigitnetError(f"{folder} already holds a trained model: choose another --out "
-                            "or delete it first")
-    return folder
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise ModelFileError(f"{path} is damaged: {exc}") from None
 
 
 def _write(path: Path, content: str | bytes) -> None:
@@ -76,11 +77,17 @@ def train_run(
     data: MnistData,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     plots: bool = True,
+    *,
+    overwrite: bool = False,
 ) -> Run:
-    """Train, evaluate on the test set, save the model (and plots) into `out_dir`."""
-    folder = _writable_folder(Path(out_dir))
-    _write(folder / "config.json", cfg.to_json() + "\n")
-    return _train_into(folder, cfg, data, on_epoch, plots, resume=None)
+    """Train, evaluate on the test set, save the model (and plots) into `out_dir`, holding
+    its lock. `out_dir` must be missing or empty unless `overwrite` (then digitnet's files
+    there are removed first; see check_new_run_folder)."""
+    with locked_run_folder(out_dir) as folder:
+        check_new_run_folder(folder, overwrite)
+        clear_run_files(folder)
+        _write(folder / "config.json", cfg.to_json() + "\n")
+        return _train_into(folder, cfg, data, on_epoch, plots, resume=None)
 
 
 def resume_point(run_dir: str | os.PathLike) -> tuple[TrainConfig, Checkpoint | None]:
@@ -96,7 +103,7 @@ def resume_point(run_dir: str | os.PathLike) -> tuple[TrainConfig, Checkpoint | 
         raise DigitnetError(f"{folder} is a finished run (it has its {MODEL_FILENAME}): "
                             "nothing to resume")
     try:
-        cfg = TrainConfig.from_json(config_path.read_text())
+        cfg = TrainConfig.from_json(read_file(config_path, MAX_JSON_BYTES).decode())
     except (ConfigError, OSError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{config_path} is damaged: {exc}") from None
     checkpoint_path = folder / CHECKPOINT_FILENAME
@@ -120,13 +127,13 @@ def resume_run(
     plots: bool = True,
 ) -> Run:
     """Go on with the interrupted run in `run_dir` from its last finished epoch, with the
-    config stored there, and finish it as train_run would have (see resume_point)."""
-    cfg, checkpoint = resume_point(run_dir)
-    folder = Path(run_dir)
-    _writable_folder(folder)
-    for unfinished in folder.glob(".*.tmp"):  # atomic writes a killed process cut short
-        unfinished.unlink(missing_ok=True)
-    return _train_into(folder, cfg, data, on_epoch, plots, resume=checkpoint)
+    config stored there, and finish it as train_run would have (see resume_point), holding
+    the folder's lock."""
+    with locked_run_folder(run_dir, create=False) as folder:
+        cfg, checkpoint = resume_point(folder)
+        for unfinished in folder.glob(".*.tmp"):  # atomic writes a killed process cut short
+            unfinished.unlink(missing_ok=True)
+        return _train_into(folder, cfg, data, on_epoch, plots, resume=checkpoint)
 
 
 def _train_into(folder: Path, cfg: TrainConfig, data: MnistData,
@@ -221,6 +228,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     """Read a finished run folder back (no JAX needed). A model file (digitnet's or a Keras
     one) is read as a run without history or metrics, and without a folder."""
     folder = Path(run_dir)
+    check_model_file(model_path(folder))
     if folder.is_file():
         predictor = Predictor.load(folder)
         return Run(None, predictor.config, [], {}, predictor)
@@ -228,10 +236,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         raise ModelFileError(f"{folder} is not a run folder (run `digitnet train --out {folder}`)")
     predictor = Predictor.load(folder / MODEL_FILENAME)
     metrics_path = folder / "metrics.json"
-    try:
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    except ValueError as exc:
-        raise ModelFileError(f"{metrics_path} is damaged: {exc}") from None
+    metrics = _read_json_file(metrics_path) if metrics_path.exists() else {}
     return Run(folder, predictor.config, read_history(folder), metrics, predictor)
 
 
@@ -266,14 +271,18 @@ def plot_run(
 
 def import_run(model_file: str | os.PathLike, out_dir: str | os.PathLike,
                data: MnistData | None = None, input_scale: float | None = None,
-               plots: bool = True, input_mean: float = 0.0, input_std: float = 1.0) -> Run:
+               plots: bool = True, *, input_mean: float = 0.0, input_std: float = 1.0,
+               overwrite: bool = False) -> Run:
     """A run folder made from a Keras or ONNX model file (see interop.load_foreign_model):
     the model file with its config, and, when `data` is given, the test metrics and plots,
-    so every command works on it."""
+    so every command works on it. `out_dir` is taken as train_run takes it (its lock held,
+    and `overwrite` needed unless empty)."""
     from .interop import load_foreign_model
 
     cfg, weights, provenance = load_foreign_model(model_file, input_scale, input_mean,
                                                   input_std)
-    folder = _writable_folder(Path(out_dir))
-    _write(folder / "config.json", cfg.to_json() + "\n")
-    return _finish_run(folder, cfg, weights, [], data, plots=plots, provenance=provenance)
+    with locked_run_folder(out_dir) as folder:
+        check_new_run_folder(folder, overwrite)
+        clear_run_files(folder)
+        _write(folder / "config.json", cfg.to_json() + "\n")
+        return _finish_run(folder, cfg, weights, [], data, plots=plots, provenance=provenance)

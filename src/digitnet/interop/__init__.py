@@ -53,6 +53,8 @@ def load_foreign_model(path: str | os.PathLike, input_scale: float | None = None
 def looks_like_keras(path: Path) -> bool:
     """Whether `path` is a file starting like a zip or an HDF5 file (not a safetensors one):
     asked before the Keras reader is imported, so reading a digitnet model never loads it."""
+    if not Path(path).is_file():  # a FIFO would block the read below
+        return False
     try:
         with open(path, "rb") as fh:
             start = fh.read(8)

@@ -46,12 +46,12 @@ import numpy as np
 from ..config import TrainConfig
 from ..errors import ConfigError, ModelFileError
 from ..extras import require
+from ..files import read_model_file
 from ..geometry import IMAGE_PIXELS, NUM_CLASSES, SIDE
 from ..network import (ACTIVATIONS, Activation, Conv, Dense, Dropout, Flatten, Normalize,
                        Pool, output_shape, to_text)
 
 INPUT_SHAPES = ((SIDE, SIDE), (SIDE, SIDE, 1), (IMAGE_PIXELS,))
-MAX_FILE_BYTES = 1 << 30  # a Keras file digitnet can hold is a few MB; this is far beyond
 MAX_CONFIG_BYTES = 16 << 20  # config.json, inflated
 MAX_WEIGHTS_BYTES = 512 << 20  # model.weights.h5, inflated
 OUTPUT_ACTIVATIONS = ("softmax", "log_softmax", "linear")  # the same digit and probabilities
@@ -76,24 +76,12 @@ def _h5py():
     return h5py
 
 
-def _read_file(path: Path) -> bytes:
-    try:
-        if not path.is_file():
-            raise ModelFileError(f"{path} is not a regular file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ModelFileError(f"{path} is over {MAX_FILE_BYTES >> 20} MB: not a digit "
-                                 "classifier digitnet can read")
-        return path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 @contextmanager
 def open_keras_file(path: str | os.PathLike) -> Iterator[KerasModel]:
     """The layers and weights of a `.keras` or `.h5` file, open while the block runs.
     Raises ModelFileError."""
     path = Path(path)
-    content = _read_file(path)
+    content = read_model_file(path)
     if content.startswith(b"PK"):
         config, weights = _read_keras_zip(path, content)
         model = _layers_of(path, config)

@@ -37,11 +37,11 @@ import numpy as np
 from ..config import TrainConfig
 from ..errors import ConfigError, ModelFileError
 from ..extras import require
+from ..files import MAX_MODEL_BYTES, read_model_file
 from ..geometry import IMAGE_PIXELS, NUM_CLASSES, SIDE
 from ..network import (Activation, Conv, Dense, Dropout, Flatten, Normalize, Pool,
                        conv_padding, output_shape, to_text)
 
-MAX_FILE_BYTES = 1 << 30
 ACTIVATION_OPS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 
 
@@ -81,7 +81,7 @@ class _Reader:
         dims = tuple(int(d) for d in tensor.dims)
         if shape is not None and dims != shape:
             self.refuse(f"has a constant of shape {dims} where {shape} is expected")
-        if math.prod(dims) > MAX_FILE_BYTES // 4:
+        if math.prod(dims) > MAX_MODEL_BYTES // 4:
             self.refuse(f"declares a constant of shape {dims}, more than the file can hold")
         try:
             array = numpy_helper.to_array(tensor)
@@ -432,15 +432,7 @@ def load_onnx_model(path: str | os.PathLike, input_scale: float | None = None,
     from google.protobuf.message import DecodeError
 
     path = Path(path)
-    try:
-        if not path.is_file():
-            raise ModelFileError(f"{path} is not a regular file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ModelFileError(f"{path} is over {MAX_FILE_BYTES >> 20} MB: not a digit "
-                                 "classifier digitnet can read")
-        content = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    content = read_model_file(path)
     try:
         model = onnx.load_model(io.BytesIO(content), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, RecursionError) as exc:
