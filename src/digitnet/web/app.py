@@ -59,7 +59,7 @@ PLOT_NAMES = ("training_curves", "confusion_matrix", "confident_mistakes", "pred
               "samples_train")
 
 
-# Longer lists are refused while the JSON is validated, before they are built.
+# Longer lists are refused while the JSON is validated (after its size was checked).
 _Numbers = Annotated[list[float], Field(max_length=784)]
 
 
