@@ -1,12 +1,13 @@
 """Load on `digitnet serve`: concurrent clients on 127.0.0.1, latency percentiles, throughput.
 
     .venv/bin/python bench/web_load.py [--clients 50] [--requests 2000] [--workers 1 2]
+                                  [--model RUN_DIR_OR_MODEL_FILE]
 
-Trains a `--recipe fast` model, then for each worker count (`--workers 1 2`) starts
-`digitnet serve --workers N` in its own process, and N clients (one asyncio task each, sharing
-an HTTP connection pool) post a 320x320 PNG drawing to /api/predict as fast as they can. The
-same load on /healthz, measured against the same server, is the reference: what the server
-and this client do with no model work at all. Note that on a 2-core machine the load
+Trains a `--recipe fast` model (or serves --model), then for each worker count (`--workers 1
+2`) starts `digitnet serve --workers N` in its own process, and N clients (one asyncio task
+each, sharing an HTTP connection pool) post a 320x320 PNG drawing to /api/predict as fast as
+they can. The same load on /healthz, measured against the same server, is the reference: what
+the server and this client do with no model work at all. Note that on a 2-core machine the load
 generator shares the CPU with the server.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import io
 import os
 import socket
@@ -68,8 +70,9 @@ async def load(url: str, clients: int, total: int, send) -> dict:
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
 
 
-def serve_and_load(run: Path, workers: int, clients: int, requests: int) -> dict:
-    """Start `digitnet serve --workers N` on a free port; load /healthz, then /api/predict."""
+@contextlib.contextmanager
+def served(run: Path, workers: int = 1):
+    """`digitnet serve --workers N` on a free loopback port: yields (its process, base URL)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -79,6 +82,29 @@ def serve_and_load(run: Path, workers: int, clients: int, requests: int) -> dict
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base)
+        yield server, base
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def model_to_serve(model: Path | None, data_dir: Path | None):
+    """`model` itself, or a `--recipe fast` model trained into a temporary folder."""
+    if model:
+        yield model
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        data = ["--data-dir", str(data_dir)] if data_dir else []
+        subprocess.run([sys.executable, "-m", "digitnet", "train", "--recipe", "fast",
+                        "--no-plots", "--out", str(run), *data], check=True, capture_output=True)
+        yield run
+
+
+def serve_and_load(run: Path, workers: int, clients: int, requests: int) -> dict:
+    """Start `digitnet serve --workers N` on a free port; load /healthz, then /api/predict."""
+    with served(run, workers) as (_, base):
         png = drawing_png()
 
         async def predict(http, url):
@@ -90,9 +116,6 @@ def serve_and_load(run: Path, workers: int, clients: int, requests: int) -> dict
         asyncio.run(load(base + "/api/predict", clients, 100 * workers, predict))  # warm-up
         return {"health": asyncio.run(load(base + "/healthz", clients, requests, health)),
                 "predict": asyncio.run(load(base + "/api/predict", clients, requests, predict))}
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def main() -> None:
@@ -102,13 +125,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="worker counts to measure, one server each")
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA_DIR"))
+    parser.add_argument("--model", type=Path,
+                        help="run folder or model file to serve instead of training one")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        data = ["--data-dir", str(args.data_dir)] if args.data_dir else []
-        subprocess.run([sys.executable, "-m", "digitnet", "train", "--recipe", "fast",
-                        "--no-plots", "--out", str(run), *data], check=True, capture_output=True)
+    with model_to_serve(args.model, args.data_dir) as run:
         results = {n: serve_and_load(run, n, args.clients, args.requests) for n in args.workers}
 
     print(f"\n{args.clients} concurrent clients, {args.requests} requests each row, "

@@ -6,7 +6,7 @@ from PIL import Image
 from scipy import ndimage
 
 from digitnet.errors import ImageError
-from digitnet.preprocess import expand_image_paths, naive_resize, open_image, prepare_image
+from digitnet.preprocess import naive_resize, open_image, prepare_image
 
 from conftest import draw_digit
 
@@ -120,11 +120,3 @@ def test_naive_resize_squashes_without_centring():
     pixels = naive_resize(photo)
     assert pixels.shape == (28, 28)
     assert ndimage.center_of_mass(pixels.astype(float))[1] < 10  # still off-centre
-
-
-def test_expand_image_paths_recurses_into_folders(tmp_path):
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ["a/x.png", "a/b/y.JPG", "a/b/notes.txt", "z.png"]:
-        (tmp_path / name).write_bytes(b"")
-    found = expand_image_paths([tmp_path / "a", tmp_path / "z.png"])
-    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/b/y.JPG", "a/x.png", "z.png"]

@@ -24,7 +24,8 @@ def client():
     rng = np.random.default_rng(0)
     weights = {n: rng.normal(0, 0.1, s).astype(np.float32) for n, s in weight_shapes(CFG).items()}
     predictor = Predictor(CFG, weights, {"test_accuracy": 0.5})
-    return TestClient(create_app(predictor), raise_server_exceptions=False)
+    return TestClient(create_app(predictor), base_url="http://127.0.0.1",
+                      raise_server_exceptions=False)
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -53,8 +54,7 @@ def test_health_model_docs_and_pages(client):
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(body)
-    assert client.get("/docs").status_code == 200
-    assert "<canvas" in client.get("/").text and "/api/model" in client.get("/model").text
+    assert "<canvas" in client.get("/").text and "/api/model" in client.get("/static/model.js").text
 
 
 def test_predict_upload(client):
@@ -149,6 +149,7 @@ def test_oversized_upload_is_refused(client, monkeypatch):
 def test_oversized_chunked_body_is_refused_as_it_arrives(client, monkeypatch, kind):
     # A chunked request has no Content-Length: the size is counted as the body arrives.
     monkeypatch.setattr(web_app, "MAX_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr(web_app, "MAX_JSON_BYTES", 1000)
     chunks = (b"x" * 1024 for _ in range(1000))
     response = client.post("/api/predict", content=chunks, headers={"content-type": kind})
     assert response.status_code == 413 and "over 1,000 bytes" in response.json()["detail"]
@@ -161,7 +162,8 @@ def test_plots_come_only_from_the_run_folder(tmp_path):
     (tmp_path / "plots" / "confusion_matrix.png").write_bytes(encode(Image.new("L", (4, 4))))
     (tmp_path / "plots" / "secret.png").write_bytes(b"not for clients")
     predictor = Predictor(CFG, weights)
-    client = TestClient(create_app(predictor, Run(tmp_path, CFG, [], {}, predictor)))
+    client = TestClient(create_app(predictor, Run(tmp_path, CFG, [], {}, predictor)),
+                        base_url="http://127.0.0.1")
     assert client.get("/api/model").json()["plots"] == ["/api/plots/confusion_matrix.png"]
     assert client.get("/api/plots/confusion_matrix.png").status_code == 200
     assert client.get("/api/plots/secret.png").status_code == 404

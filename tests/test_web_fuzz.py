@@ -18,7 +18,7 @@ CFG = TrainConfig(hidden=(8,))
 _rng = np.random.default_rng(0)
 CLIENT = TestClient(create_app(Predictor(CFG, {
     n: _rng.normal(0, 0.1, s).astype(np.float32) for n, s in weight_shapes(CFG).items()})),
-    raise_server_exceptions=False)
+    base_url="http://127.0.0.1", raise_server_exceptions=False)
 
 numbers = st.one_of(st.integers(-300, 300), st.floats(allow_nan=True, allow_infinity=True),
                     st.booleans(), st.none(), st.text(max_size=3))

@@ -145,4 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--workers", type=int, default=1,
                    help="server processes, each with its own copy of the model (default 1)")
+    p.add_argument("--allowed-hosts", type=_host_patterns, metavar="HOSTS",
+                   help="comma-separated Host header values to accept: names, addresses, "
+                        "*.example.org, or * for any (default: the loopback names when "
+                        "--host is a loopback address, else the --host value; needed when "
+                        "--host listens on every interface)")
     return parser
+
+
+def _host_patterns(text: str) -> list[str]:
+    """'a.org,*.b.org' -> ['a.org', '*.b.org']; a '*' may only stand alone or start '*.'."""
+    patterns = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [p for p in patterns
+           if "*" in p[1:] or (p.startswith("*") and p != "*" and not p.startswith("*."))]
+    if not patterns or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected host names such as digits.example.org,*.example.org, got {text!r}")
+    return patterns

@@ -9,20 +9,34 @@ by step; each step is a small function so it can be tested and reasoned about al
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .files import MAX_IMAGE_BYTES, read_file
+from .geometry import SIDE
 
 MAX_PIXELS = 40_000_000  # refuse larger images (decompression bombs) before decoding them
 WORK_SIZE = 256  # longest side the image is reduced to before analysis, in pixels
+REDUCED_SIDE = 2 * WORK_SIZE  # open_image(reduce=True) keeps at least this longest side
+_STRIP_PIXELS = 1 << 20  # open_image(reduce=True) reduces this many pixels at a time
+# The formats digitnet reads (IMAGE_SUFFIXES names their files). Pillow tries no other
+# plugin on a file or an upload: its EPS plugin, for one, would run Ghostscript.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+# The colour modes prepare_image can turn into grey. Pillow decodes a few it cannot convert
+# (LAB and HSV TIFFs): those are refused as soon as the header is read.
+# Pillow decodes a WebP image through three copies of it (libwebp's canvas, the bytes it
+# hands over, the image): it may have a third of the pixels allowed to other formats.
+_DECODED_COPIES = {"WEBP": 3}
+_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "I;16",
+          "I;16B", "I;16L", "I;16N", "F"}
 FIT_BOX = 20  # MNIST's digit box inside the 28x28 field
-FIELD = 28
+FIELD = SIDE
 _MIN_CONTRAST = 0.08  # ink must differ from paper by this fraction of full scale
 
 
@@ -35,11 +49,21 @@ class PreparedImage:
     notes: tuple[str, ...] = ()
 
 
-def open_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def open_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, *,
+               reduce: bool = False) -> Image.Image:
     """Decode an image file or bytes with Pillow; ImageError if it is not a usable image.
-    The messages do not repeat the file name: the caller knows which file it passed."""
+    The messages do not repeat the file name: the caller knows which file it passed.
+
+    Only the FORMATS digitnet reads are tried. `max_pixels` is checked from the header, before
+    decoding. With `reduce`, the image is decoded at a smaller size whose longest side is
+    still at least REDUCED_SIDE (twice what prepare_image works at, so its result hardly
+    changes): a JPEG by its own DCT scaling (Pillow's draft, 1/2 to 1/8 per side, which
+    saves the decoding time too), any other format by Pillow's reduce right after decoding.
+    Then neither the image nor prepare_image's copies of it are ever large (the web app)."""
     try:
-        fh = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+        # only a regular file, read whole and bounded: a FIFO or /dev/zero is refused
+        fh = io.BytesIO(source if isinstance(source, bytes)
+                        else read_file(source, MAX_IMAGE_BYTES))
     except FileNotFoundError:
         raise ImageError("no such file") from None
     except IsADirectoryError:
@@ -49,18 +73,50 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
     with fh, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(fh)
-            if image.width * image.height > max_pixels:
+            image = Image.open(fh, formats=FORMATS)
+            copies = _DECODED_COPIES.get(image.format, 1)
+            if image.width * image.height * copies > max_pixels:
                 raise ImageError(f"the image is {image.width}x{image.height} pixels, more "
-                                 f"than the {max_pixels:,} allowed")
+                                 f"than the {max_pixels // copies:,} allowed"
+                                 + (f" for {image.format}" if copies > 1 else ""))
+            if image.mode not in _MODES:
+                raise ImageError(f"an image in {image.mode} colour, which digitnet cannot "
+                                 "read: save it as RGB or greyscale")
+            factor = max(image.size) // REDUCED_SIDE if reduce else 1
+            if factor > 1:  # a no-op for formats other than JPEG
+                image.draft(image.mode, (math.ceil(image.width / factor),
+                                         math.ceil(image.height / factor)))
             image.load()
+            if reduce:
+                image = _reduced(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError("the image is too large to decode safely") from None
         except UnidentifiedImageError:
-            raise ImageError("not an image Pillow can read (PNG, JPEG, ...)") from None
+            raise ImageError("not an image Pillow can read as PNG, JPEG, GIF, BMP, TIFF or "
+                             "WebP") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageError(f"a damaged or truncated image ({exc})") from None
     return image
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """`image` box-averaged by a whole factor to a longest side of at least REDUCED_SIDE, in
+    strips: Pillow's reduce of a whole RGBA image would first make a premultiplied copy of
+    it, as large as the image. Palette and 1-bit images are averaged as colours and grey,
+    never as palette indices. The EXIF orientation goes along (prepare_image applies it)."""
+    factor = max(image.size) // REDUCED_SIDE
+    if factor < 2:
+        return image
+    mode = {"P": "RGBA", "PA": "RGBA", "1": "L"}.get(image.mode, image.mode)
+    mode = "I" if mode.startswith("I;16") else mode  # Pillow cannot reduce 16-bit modes
+    reduced = Image.new(mode, (math.ceil(image.width / factor), math.ceil(image.height / factor)))
+    rows = factor * max(1, _STRIP_PIXELS // (image.width * factor))  # whole blocks a strip
+    for top in range(0, image.height, rows):
+        strip = image.crop((0, top, image.width, min(top + rows, image.height)))
+        strip = strip.convert(mode) if strip.mode != mode else strip
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    reduced.info = {**image.info, "exif": image.getexif().tobytes()}
+    return reduced
 
 
 def prepare_image(image: Image.Image | np.ndarray) -> PreparedImage:
@@ -227,15 +283,3 @@ def _fit_and_centre(crop: np.ndarray) -> np.ndarray:
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def expand_image_paths(paths: list[str | os.PathLike]) -> list[Path]:
-    """Files as given, and image files found recursively in folders, in sorted order."""
-    found = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            found.append(path)
-    return found
