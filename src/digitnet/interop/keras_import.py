@@ -113,7 +113,10 @@ def _read_keras_zip(path: Path, content: bytes) -> tuple[Any, bytes]:
                                      "config.json and model.weights.h5)")
             config = json.loads(_member(path, archive, "config.json", MAX_CONFIG_BYTES))
             weights = _member(path, archive, "model.weights.h5", MAX_WEIGHTS_BYTES)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, RecursionError) as exc:
+    except RecursionError:
+        raise ModelFileError(f"{path}: its config.json is nested too deeply to be a model "
+                             "description") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise ModelFileError(f"{path} is a damaged zip file ({exc})") from None
     return config, weights
 
