@@ -161,8 +161,8 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, out: Path, done: int) -> 
     m = run.metrics
     if cfg.chooses_epoch:
         print(f"{m['stop_reason']}; kept the weights of epoch {m['kept_epoch']}")
-    print(f"test accuracy {_percent(m['test_accuracy'])}, test loss {m['test_loss']:.4f} "
-          f"({m['count']:,} images)")
+    print(f"test accuracy {_percent(m['test_accuracy'])}, test loss {m['test_loss']:.4f}, "
+          f"expected calibration error {_percent(m['ece'])} ({m['count']:,} images)")
     plots = "" if args.no_plots else f"; plots in {run.folder / 'plots'}"
     print(f"saved {run.folder / 'model.safetensors'}{plots}")
     return 0
@@ -179,7 +179,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics.to_dict()))
         return 0
     print(f"test accuracy {_percent(metrics.accuracy)}  loss {metrics.loss:.4f}  "
-          f"({metrics.count:,} images)\n")
+          f"expected calibration error {_percent(metrics.ece)}  ({metrics.count:,} images)")
+    calibration = run.predictor.results.get("calibration")
+    print(f"calibrated: logits divided by {calibration['temperature']:.3f}, fitted on "
+          f"{calibration['fitted_on']}\n" if calibration else "not calibrated\n")
     print("digit  precision  recall     f1  support")
     for c in metrics.per_class:
         print(f"{c.digit:>5}  {_percent(c.precision):>9}  {_percent(c.recall):>6}  "
@@ -313,13 +316,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .calibration import with_temperature
     from .interop import export_model
     from .files import check_model_file
     from .predict import Predictor, model_path
 
     check_model_file(model_path(args.run_dir))
     predictor = Predictor.load(args.run_dir)
-    path = export_model(predictor.config, predictor.weights, args.format, args.out)
+    # the exported file answers the calibrated probabilities: the temperature is folded in
+    weights = with_temperature(predictor.network, predictor.weights, predictor.temperature)
+    path = export_model(predictor.config, weights, args.format, args.out)
     print(f"wrote {path} ({args.format}, {to_text(predictor.network)})")
     return 0
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .calibration import expected_calibration_error
 from .geometry import NUM_CLASSES
 
 
@@ -20,11 +21,13 @@ class ClassMetrics:
 
 @dataclass(frozen=True)
 class Metrics:
-    """accuracy: fraction correct; loss: mean cross-entropy (nats); confusion[true][pred]:
-    counts; most_confused: (true, predicted, count) for the largest off-diagonal cells."""
+    """accuracy: fraction correct; loss: mean cross-entropy (nats); ece: the expected
+    calibration error (a fraction, see calibration.py); confusion[true][pred]: counts;
+    most_confused: (true, predicted, count) for the largest off-diagonal cells."""
 
     accuracy: float
     loss: float
+    ece: float
     confusion: list[list[int]]
     per_class: list[ClassMetrics]
     most_confused: list[tuple[int, int, int]]
@@ -32,8 +35,9 @@ class Metrics:
 
     def __repr__(self) -> str:
         confused = ", ".join(f"{t} as {p} ({n}x)" for t, p, n in self.most_confused[:3])
-        return (f"Metrics(accuracy {self.accuracy:.2%}, loss {self.loss:.4f} over "
-                f"{self.count:,} images; most confused: {confused or 'none'})")
+        return (f"Metrics(accuracy {self.accuracy:.2%}, loss {self.loss:.4f}, ECE "
+                f"{self.ece:.2%} over {self.count:,} images; most confused: "
+                f"{confused or 'none'})")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -67,6 +71,7 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, top_pairs: int = 5) -
     return Metrics(
         accuracy=float(np.mean(predicted == labels)),
         loss=loss,
+        ece=expected_calibration_error(probs, labels),
         confusion=confusion.tolist(),
         per_class=per_class,
         most_confused=pairs,

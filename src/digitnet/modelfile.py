@@ -11,6 +11,7 @@ same names, so they load and predict as they always did.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ def load_model(path: str | os.PathLike) -> tuple[TrainConfig, dict[str, np.ndarr
         results = json.loads(metadata.get("results", "{}"))
     except (ConfigError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path} has damaged metadata: {exc}") from None
+    if not isinstance(results, dict) or not _valid_calibration(results.get("calibration")):
+        raise ModelFileError(f"{path} has damaged metadata: its results are not an object "
+                             "with a positive calibration temperature")
     if cfg.model != name:
         raise ModelFileError(f"{path} has damaged metadata: family {name!r} but a "
                              f"{cfg.model!r} config")
@@ -89,6 +93,14 @@ def load_model(path: str | os.PathLike) -> tuple[TrainConfig, dict[str, np.ndarr
                              f"({to_text(cfg.network)})")
     check_weights(weights, cfg, source=str(path))
     return cfg, weights, results
+
+
+def _valid_calibration(calibration) -> bool:
+    if calibration is None:
+        return True
+    temperature = isinstance(calibration, dict) and calibration.get("temperature")
+    return (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+            and math.isfinite(temperature) and temperature > 0)
 
 
 def read_safetensors(path: Path, noun: str, *, missing: str) -> tuple[dict[str, np.ndarray],

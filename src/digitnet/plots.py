@@ -177,6 +177,31 @@ def confident_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray
     return fig
 
 
+def reliability_diagram(probs: np.ndarray, labels: np.ndarray) -> Figure:
+    """Accuracy against confidence in 15 bins (a calibrated model follows the diagonal),
+    with how many images each bin holds; the title gives the ECE."""
+    from .calibration import reliability
+
+    bins = reliability(probs, labels)
+    centres, width = (bins.edges[:-1] + bins.edges[1:]) / 2, np.diff(bins.edges)
+    fig = Figure(figsize=(6, 6.5))
+    ax, ax_count = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    filled = bins.count > 0
+    ax.bar(centres[filled], bins.accuracy[filled], width[filled], color="tab:blue",
+           edgecolor="white", label="accuracy of the bin")
+    ax.bar(centres[filled], (bins.confidence - bins.accuracy)[filled], width[filled],
+           bottom=bins.accuracy[filled], color="tab:red", alpha=0.35, label="gap to confidence")
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
+    ax.set(ylim=(0, 1), ylabel="accuracy",
+           title=f"Reliability on {int(bins.count.sum()):,} test images: "
+                 f"ECE {bins.ece:.2%} (15 bins)")
+    ax.legend(loc="upper left")
+    ax_count.bar(centres, bins.count, width, color="tab:gray", edgecolor="white")
+    ax_count.set(yscale="log", xlabel="confidence (top probability)", ylabel="images",
+                 xlim=(0, 1))
+    return fig
+
+
 def save_run_plots(
     folder: str | Path,
     history: Sequence,
@@ -196,6 +221,7 @@ def save_run_plots(
     figures["predictions_test"] = predictions_grid(test_images, test_labels, test_probs)
     figures["confusion_matrix"] = confusion_matrix(test["confusion_matrix"])
     figures["confident_mistakes"] = confident_mistakes(test_images, test_labels, test_probs)
+    figures["reliability"] = reliability_diagram(test_probs, test_labels)
     return [_save(fig, folder / f"{name}.png") for name, fig in figures.items()]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import forward
+from .calibration import softmax
 from .config import TrainConfig
 from .errors import ImageError
 from .geometry import IMAGE_PIXELS, NUM_CLASSES, SIDE
@@ -73,12 +74,6 @@ def as_unit_batch(images: np.ndarray) -> np.ndarray:
     return batch
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 class Predictor:
     """A trained network ready to classify images. Load with Predictor.load(path)."""
 
@@ -87,6 +82,9 @@ class Predictor:
         self.config = config
         self.results = results or {}
         self.network = config.network
+        # fitted on the validation split after training (calibration.py); 1 for a model
+        # file written before calibration, or one trained with the test set as validation
+        self.temperature = float(self.results.get("calibration", {}).get("temperature", 1.0))
         self.weights = {name: np.asarray(weights[name], np.float32)
                         for name in tensor_shapes(self.network)}
 
@@ -105,7 +103,8 @@ class Predictor:
         return cls(*(load_foreign_model(path) if looks_foreign(path) else load_model(path)))
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        """float32 (N, 10) logits for (N, 28, 28) or (N, 784) images (see as_unit_batch)."""
+        """float32 (N, 10) logits for (N, 28, 28) or (N, 784) images (see as_unit_batch), as
+        the network computes them (before the calibration's temperature)."""
         x = as_unit_batch(images)
         out = np.empty((len(x), NUM_CLASSES), np.float32)
         step = forward.batch_size(self.network)
@@ -115,8 +114,8 @@ class Predictor:
         return out
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """float32 (N, 10) class probabilities."""
-        return softmax(self.logits(images))
+        """float32 (N, 10) class probabilities, calibrated: softmax(logits / temperature)."""
+        return softmax(self.logits(images) / np.float32(self.temperature))
 
     def predict(self, images: np.ndarray,
                 notes: list[tuple[str, ...]] | None = None) -> list[Prediction]:

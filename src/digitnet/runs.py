@@ -166,8 +166,9 @@ def _train_into(folder: Path, cfg: TrainConfig, data: MnistData,
     result = train(cfg, data, on_epoch=record_epoch, resume=resume,
                    on_checkpoint=write_checkpoint)
     _write_history(folder, result.history)  # with the notes of the kept epoch and the stop
+    calibration = {"calibration": result.calibration} if result.calibration else {}
     run = _finish_run(folder, cfg, result.weights, result.history, data, plots=plots,
-                      training=(result.kept_epoch, result.stop_reason))
+                      provenance=calibration, training=(result.kept_epoch, result.stop_reason))
     checkpoint_path.unlink(missing_ok=True)  # the model file now holds what it was for
     return run
 
@@ -187,11 +188,11 @@ def _finish_run(folder: Path, cfg: TrainConfig, weights: dict[str, np.ndarray],
     """Evaluate on the test set (when `data` is given), write metrics.json, then the model
     file (written last but the plots: its presence marks a finished run), then the plots.
     `training` is (kept epoch, stop reason) for a run digitnet trained."""
-    results = dict(provenance or {})
+    results = dict(provenance or {})  # where the model came from, and its calibration
     summary: dict = {}
     test_probs = None
-    if data is not None:
-        test_probs = Predictor(cfg, weights).probabilities(data.test_images)  # metrics, plots
+    if data is not None:  # the probabilities are calibrated, for the metrics and the plots
+        test_probs = Predictor(cfg, weights, results).probabilities(data.test_images)
         summary = {**results, **metrics_summary(
             compute_metrics(test_probs, data.test_labels), history, cfg, training)}
         _write(folder / "metrics.json", json.dumps(summary, indent=1) + "\n")

@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from ..calibration import calibrate
 from ..checkpoint import Checkpoint
 from ..config import TrainConfig
 from ..geometry import NUM_CLASSES, SIDE
@@ -48,6 +49,13 @@ class TrainResult:
     config: TrainConfig
     kept_epoch: int  # the epoch whose weights these are
     stop_reason: str  # why training ended, in words
+    calibration: dict | None = None  # see calibration.calibrate; None: not calibrated
+
+    @property
+    def predictor(self) -> Predictor:
+        """The trained network as a (calibrated) NumPy Predictor."""
+        calibration = {"calibration": self.calibration} if self.calibration else {}
+        return Predictor(self.config, self.weights, calibration)
 
     def __repr__(self) -> str:
         from ..network import to_text
@@ -245,4 +253,15 @@ def train(
         history[-1] = history[-1].noted("stopped early")
     final = best_weights if cfg.keep == "best" else weights
     return TrainResult(weights=final, history=history, config=cfg, kept_epoch=kept,
-                       stop_reason=chooser.stop_reason())
+                       stop_reason=chooser.stop_reason(),
+                       calibration=_calibration(cfg, final, split))
+
+
+def _calibration(cfg: TrainConfig, weights: dict[str, np.ndarray], split) -> dict | None:
+    """The temperature fitted on the validation split (see calibration.py); None where the
+    test set is the validation set, which must not fit what it then reports on."""
+    if cfg.validate_on == "test":
+        return None
+    logits = Predictor(cfg, weights).logits(split.val_images)
+    return calibrate(logits, split.val_labels,
+                     f"the validation split ({len(split.val_labels):,} images)")

@@ -56,8 +56,8 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
-PLOT_NAMES = ("training_curves", "confusion_matrix", "confident_mistakes", "predictions_test",
-              "samples_train")
+PLOT_NAMES = ("training_curves", "confusion_matrix", "reliability", "confident_mistakes",
+              "predictions_test", "samples_train")
 
 
 # Longer lists are refused while the JSON is validated (after its size was checked).
@@ -167,6 +167,7 @@ def create_app(predictor: Predictor, run: Run | None = None, *,
     plots = run.folder / "plots" if run and run.folder else None
     info = {"config": predictor.config.to_dict(),
             "metrics": run.metrics if run else predictor.results,
+            "calibration": predictor.results.get("calibration"),
             "history": [dataclasses.asdict(r) for r in run.history] if run else []}
     pages = {name: _page(name) for name in ("index.html", "model.html")}
 

@@ -2,6 +2,7 @@
 const captions = {
   training_curves: "Accuracy and loss per epoch (training, validation; test as a dashed line)",
   confusion_matrix: "Confusion matrix on the 10,000 test images",
+  reliability: "Calibration: how often the network is right at each confidence",
   confident_mistakes: "The test images the network got wrong with the most confidence",
   predictions_test: "Predictions on the first test images",
   samples_train: "Training digits and their labels",
@@ -14,8 +15,15 @@ fetch("/api/model").then((r) => r.json()).then((model) => {
   if (m.test_loss !== undefined) {
     document.getElementById("details").textContent =
       `test accuracy, loss ${m.test_loss.toFixed(4)}` +
-      (m.epochs_trained ? `, after ${m.epochs_trained} epochs` : "");
+      (m.epochs_trained ? `, after ${m.epochs_trained} epochs` : "") +
+      (m.ece !== undefined ? `; expected calibration error ${percent(m.ece)}` : "");
   }
+  const c = model.calibration;
+  document.getElementById("calibration").textContent = c
+    ? `Calibrated: the logits are divided by ${c.temperature.toFixed(3)}, fitted on ` +
+      `${c.fitted_on} (its ECE ${percent(c.val_ece_before)} before, ` +
+      `${percent(c.val_ece_after)} after).`
+    : "Not calibrated: its probabilities are the network's softmax as it is.";
   const table = document.getElementById("config");
   for (const [key, value] of Object.entries(model.config)) {
     const row = table.insertRow();
