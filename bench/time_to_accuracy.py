@@ -2,7 +2,7 @@
 first reaches 98 %, 99 % and 99.5 %, measured in one run.
 
     .venv/bin/python bench/time_to_accuracy.py [--data-dir DIR] [--recipes tutorial,fast,cnn]
-        [--references pytorch,keras] [--plot tta.png] [--json tta.json]
+        [--references pytorch,keras] --plot CURVES.png [--json CURVES.json]
 
 The programs, each a fresh process timed from just before it starts (interpreter start,
 imports, reading MNIST and compilation are part of its time), one after the other:
@@ -250,8 +250,8 @@ def main() -> None:
     parser.add_argument("--references", default="pytorch,keras",
                         help="reference programs to run, comma separated (pytorch, keras; "
                              "'' for none)")
-    parser.add_argument("--plot", type=Path, default=Path("time_to_accuracy.png"),
-                        help="where to draw the curves (PNG)")
+    parser.add_argument("--plot", type=Path, required=True,
+                        help="where to draw the curves (a PNG file)")
     parser.add_argument("--json", type=Path, help="also write the curves here")
     parser.add_argument("--epochs", type=int,
                         help="for checking this script: train every program this many epochs")
