@@ -111,12 +111,15 @@ def test_the_pen_width_can_be_chosen_and_a_thick_pen_reads_alike(server, page):
     page.select_option("#pen", "22")
 
 
+# wait_for_function is given functions ("() => ..."): an expression would be evaluated with
+# eval inside the page, which its Content-Security-Policy forbids, as it should.
 def test_model_page_shows_results_and_plots(server, page):
     page.goto(server + "/model")
-    page.wait_for_function("document.getElementById('accuracy').textContent.includes('%')")
+    page.wait_for_function("() => document.getElementById('accuracy').textContent.includes('%')")
     assert page.locator("#config td", has_text="batch_size").count() == 1
-    page.wait_for_function("Array.from(document.images).length >= 5 && "
+    page.wait_for_function("() => Array.from(document.images).length >= 6 && "
                            "Array.from(document.images).every(i => i.complete && i.naturalWidth)")
+    assert "Calibrated: the logits are divided by" in page.locator("#calibration").text_content()
     page.screenshot(path=str(ARTIFACTS / "model-page.png"), full_page=True)
 
 
@@ -152,11 +155,11 @@ def test_the_final_answer_follows_the_pen_within_250_ms(server, page):
         for x, y in last[1:]:
             page.mouse.move(box["x"] + x, box["y"] + y, steps=12)
         # mid-stroke, an answer may be on screen, but only as a provisional one
-        page.wait_for_function("document.getElementById('digit').textContent !== '?'")
+        page.wait_for_function("() => document.getElementById('digit').textContent !== '?'")
         assert page.get_by_test_id("digit").get_attribute("data-final") == "false"
         assert page.locator("#confidence").text_content() == "drawing…"
         page.mouse.up()
-        page.wait_for_function("document.getElementById('digit').dataset.final === 'true'")
+        page.wait_for_function("() => document.getElementById('digit').dataset.final === 'true'")
         delays.append(page.evaluate(
             "Number(document.getElementById('digit').dataset.finalAt) - window.penLiftedAt"))
         assert "% sure" in page.locator("#confidence").text_content()

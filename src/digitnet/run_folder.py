@@ -26,8 +26,9 @@ _PROBE = ".digitnet-write-test"
 # overwrite, so that a folder cut short by a crash never looks like a finished run.
 RUN_FILES = (MODEL_FILENAME, CHECKPOINT_FILENAME, "metrics.json", "history.csv",
              "history.json", "config.json")
-PLOT_FILES = ("training_curves.png", "samples_train.png", "predictions_test.png",
-              "confusion_matrix.png", "confident_mistakes.png")  # plots.save_run_plots' names
+# what plots.save_run_plots draws into RUN_DIR/plots, in the order the model page shows them
+PLOT_NAMES = ("training_curves", "confusion_matrix", "reliability", "confident_mistakes",
+              "predictions_test", "samples_train")
 
 
 @contextmanager
@@ -110,7 +111,7 @@ def _holds_a_config(path: Path) -> bool:
 def clear_run_files(folder: Path) -> None:
     """Remove what an earlier run left in `folder` (digitnet's files only)."""
     leftovers = [folder / name for name in RUN_FILES]
-    leftovers += [folder / "plots" / name for name in PLOT_FILES]
+    leftovers += [folder / "plots" / f"{name}.png" for name in PLOT_NAMES]
     leftovers += list(folder.glob(".*.tmp"))  # atomic writes a killed process cut short
     try:
         for path in leftovers:

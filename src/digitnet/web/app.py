@@ -38,6 +38,7 @@ from ..errors import DigitnetError, ImageError  # noqa: E402
 from ..geometry import IMAGE_PIXELS, SIDE  # noqa: E402
 from ..predict import Predictor  # noqa: E402
 from ..preprocess import open_image, prepare_image  # noqa: E402
+from ..run_folder import PLOT_NAMES  # noqa: E402
 from ..runs import Run  # noqa: E402
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a phone photo fits; anything larger is refused (413)
@@ -56,8 +57,6 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
-PLOT_NAMES = ("training_curves", "confusion_matrix", "reliability", "confident_mistakes",
-              "predictions_test", "samples_train")
 
 
 # Longer lists are refused while the JSON is validated (after its size was checked).
