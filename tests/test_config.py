@@ -94,3 +94,16 @@ def test_every_bounded_field_refuses_a_value_past_each_end():
         for value in outside:
             with pytest.raises(ConfigError, match=f"^{f.name} must be"):
                 start.replace(**{f.name: value})
+
+
+def test_flags_given_on_a_recipe_change_it_field_by_field():
+    from digitnet.config import recipe
+
+    cnn = recipe("cnn")
+    layers = cnn.changed({"layers": "conv8k5s-relu,maxpool2,flatten,dense10"})
+    assert (layers.model, layers.lr, layers.conv) == ("layers", cnn.lr, TrainConfig().conv)
+    assert cnn.changed({"model": "mlp"}).hidden == (128, 64)  # the cnn's fields are dropped
+    with pytest.raises(ConfigError, match="hidden does not apply to model 'cnn'"):
+        cnn.changed({"hidden": (128, 64)})  # even at its default
+    with pytest.raises(ConfigError, match="augment_strength applies only with augment"):
+        cnn.changed({"augment": False, "augment_strength": 0.5})

@@ -19,7 +19,6 @@ from typing import Any, Sequence
 from .cli_args import build_parser
 from .config import TrainConfig, recipe
 from .errors import ConfigError, DigitnetError
-from .families import family_fields
 from .geometry import NUM_CLASSES
 from .network import to_text
 
@@ -74,25 +73,8 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    overrides = _config_overrides(args)
-    if "layers" in overrides:  # a network written out is the 'layers' family's
-        overrides.setdefault("model", "layers")
     try:
-        start = recipe(args.recipe or "tutorial")
-        model = overrides.get("model", start.model)
-        own = family_fields(model)
-        foreign = sorted((set(overrides) & family_fields()) - own)
-        if foreign:  # refused even where the value given is the default
-            raise ConfigError(f"{', '.join(map(_flag, foreign))} does not apply to --model "
-                              f"{model} (its own flags: {', '.join(map(_flag, sorted(own)))})")
-        # another family than the recipe's: the recipe's network settings do not carry over
-        defaults = TrainConfig()
-        reset = {name: getattr(defaults, name) for name in family_fields() - own
-                 if model != start.model}
-        cfg = start.replace(**reset, **overrides)
-        if "augment_strength" in overrides and not cfg.augment:
-            raise ConfigError("--augment-strength applies only with --augment")
-        return cfg
+        return recipe(args.recipe or "tutorial").changed(_config_overrides(args))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 

@@ -184,6 +184,27 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
+    def changed(self, given: dict[str, Any]) -> TrainConfig:
+        """This config (a recipe, say) with the fields `given` as a user gives them, flag by
+        flag: `layers` chooses the 'layers' family; a field of another family than the one
+        chosen is refused even at its default value; choosing another family than this
+        config's drops this config's network fields; augment_strength needs augment."""
+        given = dict(given)
+        if "layers" in given:  # a network written out is the 'layers' family's
+            given.setdefault("model", "layers")
+        model = given.get("model", self.model)
+        own = family_fields(model) if model in FAMILIES else set()
+        foreign = sorted((set(given) & family_fields()) - own)
+        if foreign and model in FAMILIES:
+            raise ConfigError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} "
+                              f"not apply to model {model!r} (its own: {', '.join(sorted(own))})")
+        reset = ({name: _DEFAULTS[name] for name in family_fields() - own}
+                 if model != self.model else {})
+        cfg = self.replace(**{**reset, **given})
+        if "augment_strength" in given and not cfg.augment:
+            raise ConfigError("augment_strength applies only with augment")
+        return cfg
+
     def to_dict(self) -> dict[str, Any]:
         """Every field that applies to this config's family (the other families' are left
         out: they keep their defaults, which from_dict restores)."""

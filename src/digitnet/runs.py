@@ -226,8 +226,8 @@ def metrics_summary(metrics: Metrics, history: list[EpochRecord], cfg: TrainConf
 
 
 def load_run(run_dir: str | os.PathLike) -> Run:
-    """Read a finished run folder back (no JAX needed). A model file (digitnet's or a Keras
-    one) is read as a run without history or metrics, and without a folder."""
+    """Read a finished run folder back (no JAX needed). A model file (digitnet's, or a Keras
+    or ONNX one) is read as a run without history or metrics, and without a folder."""
     folder = Path(run_dir)
     check_model_file(model_path(folder))
     if folder.is_file():
