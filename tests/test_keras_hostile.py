@@ -132,3 +132,25 @@ def test_deeply_nested_json_is_one_line(tmp_path):
     members["config.json"] = json.dumps({"class_name": "Sequential", "config": {"layers": [
         {"class_name": "Dense", "config": {"name": "x", "units": [[[[[]]]]] * 3}}]}})
     _refused(_keras_file(tmp_path, members, name="odd.keras"), r"layer 'x' \(Dense\) has \[")
+
+
+def test_a_model_too_large_to_hold_is_refused_before_its_weights_are_read(tmp_path):
+    """Chunked and never written, a dataset of the shape its layer declares costs the file
+    nothing; reading it would cost what it declares (here 31 GB)."""
+    members = _members(tmp_path)
+    config = json.loads(members["config.json"])
+    dense = [layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense"]
+    dense[0]["config"]["units"] = 10_000_000
+    members["config.json"] = json.dumps(config)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        group = h5.create_group("layers/dense/vars")
+        group.create_dataset("0", shape=(784, 10_000_000), dtype=np.float32, chunks=(64, 4096))
+        group.create_dataset("1", shape=(10_000_000,), dtype=np.float32, chunks=(4096,))
+        second = h5.create_group("layers/dense_1/vars")
+        second.create_dataset("0", shape=(10_000_000, 10), dtype=np.float32, chunks=(4096, 10))
+        second["1"] = np.zeros(10, np.float32)
+    members["model.weights.h5"] = buffer.getvalue()
+    path = _keras_file(tmp_path, members)
+    assert path.stat().st_size < 1_000_000
+    _refused(path, "brings the model to 7,850,000,000 weights, more than")

@@ -70,6 +70,7 @@ def test_every_kind_has_a_network_here_and_every_family_a_config_name():
 
 
 @pytest.mark.parametrize("text", [*BY_KIND.values(),
+                                  "norm:scale=-1:mean=-0.5:std=1e-05,flatten,dense10",
                                   "conv32k3v-relu,maxpool2,conv64k3v-relu,maxpool2,flatten,"
                                   "dropout,dense10"])
 def test_the_text_form_reads_back_as_written(text):
@@ -99,6 +100,8 @@ def test_the_issue_example_is_the_records_it_names():
     ("flatten,dense0,dense10", "layer 2 (dense0) needs a positive width"),
     ("dropout1.5,flatten,dense10", "needs a rate in [0, 1)"),
     ("", "cannot read layer ''"),
+    ("flatten,dense9999999999,dense10", "cannot read layer 'dense9999999999'"),
+    ("flatten,dense200000,dense10", "more than the 67,108,864 a model file may hold"),
 ])
 def test_a_sequence_that_makes_no_network_is_refused_by_layer(text, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
@@ -382,3 +385,18 @@ def test_predicting_with_any_network_never_imports_jax(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe, *map(str, files)],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_weight_decay_reaches_the_rows_of_blank_pixels(tiny_mnist):
+    """Without decay, a blank pixel's first-layer weights never move, so training may leave
+    them out; with decay they shrink every step, so it must not."""
+    from digitnet.training import train
+
+    cfg = TrainConfig(hidden=(8,), epochs=1, lr=0.01, weight_decay=0.5)
+    blank = tiny_mnist.train_images.reshape(len(tiny_mnist.train_images), -1).max(axis=0) == 0
+    assert blank.any()
+    initial = export_weights(build_model(cfg))["dense_0.kernel"][blank]
+    trained = train(cfg, tiny_mnist).weights["dense_0.kernel"][blank]
+    assert np.all(np.abs(trained) < np.abs(initial))
+    undecayed = train(cfg.replace(weight_decay=0.0), tiny_mnist).weights["dense_0.kernel"]
+    np.testing.assert_array_equal(undecayed[blank], initial)

@@ -198,3 +198,28 @@ def test_digitnets_own_onnx_export_reads_back_with_every_layer(tmp_path, images)
     assert back.config.layers == cfg.layers
     np.testing.assert_allclose(back.probabilities(images),
                                Predictor(cfg, weights).probabilities(images), atol=1e-5)
+
+
+def test_two_dense_layers_in_a_row_keep_their_biases(images, tmp_path):
+    rng = np.random.default_rng(4)
+    c = {"w1": rng.normal(0, 0.05, (784, 12)), "w2": rng.normal(0, 0.3, (12, 10)),
+         "b2": rng.normal(0, 0.1, 10)}
+    nodes = [_node("Flatten", ["input"], "f"), _node("MatMul", ["f", "w1"], "m1"),
+             _node("MatMul", ["m1", "w2"], "m2"), _node("Add", ["m2", "b2"], "output")]
+    path = tmp_path / "m.onnx"
+    onnx.save(_graph(nodes, c), path)
+    expected = _onnxruntime(path, images.astype(np.float32)[:, None] / 255)
+    logits = Predictor.load(path).logits(images)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda rng: _graph([_node("Conv", ["input"], "c"), _node("Flatten", ["c"], "output")], {}),
+     "has 1 inputs where it needs 2"),
+    (lambda rng: _graph([_node("Relu", ["input"], "r"), _node("Sub", ["r", "m"], "s"),
+                         _node("Flatten", ["s"], "f"), _node("Gemm", ["f", "w"], "output")],
+                        {"m": [0.5], "w": rng.normal(size=(784, 10))}),
+     "comes after an operator that changes the values"),
+])
+def test_malformed_or_misplaced_nodes_are_refused(build, message, tmp_path):
+    _refused(build(np.random.default_rng(0)), tmp_path, message)

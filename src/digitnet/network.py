@@ -29,11 +29,15 @@ from dataclasses import dataclass, fields
 from typing import Union
 
 from .errors import ConfigError
+from .files import MAX_MODEL_BYTES
 from .geometry import NUM_CLASSES, SIDE
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")  # all non-decreasing (see max_pool_after)
 PADDINGS = ("same", "valid")
 POOLS = ("max", "avg")
+# float32 weights, half of what a model file may hold: every network digitnet accepts can be
+# saved and loaded again (a digit classifier needs far fewer: the cnn recipe has 0.3 M)
+MAX_PARAMETERS = MAX_MODEL_BYTES // 4 // 2
 
 
 @dataclass(frozen=True)
@@ -138,16 +142,18 @@ def to_text(layers: Network) -> str:
 
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+_SIZE = r"(\d{1,9})"  # a count, short enough to be read as an int
 _PATTERNS = [
-    (re.compile(r"conv(\d+)k(\d+)([sv])(?:/(\d+))?"),
+    (re.compile(rf"conv{_SIZE}k{_SIZE}([sv])(?:/{_SIZE})?"),
      lambda m: Conv(int(m[1]), int(m[2]), "same" if m[3] == "s" else "valid",
                     int(m[4] or 1))),
-    (re.compile(r"(max|avg)pool(\d+)"), lambda m: Pool(m[1], int(m[2]))),
+    (re.compile(rf"(max|avg)pool{_SIZE}"), lambda m: Pool(m[1], int(m[2]))),
     (re.compile(r"flatten"), lambda m: Flatten()),
-    (re.compile(r"dense(\d+)"), lambda m: Dense(int(m[1]))),
+    (re.compile(rf"dense{_SIZE}"), lambda m: Dense(int(m[1]))),
     (re.compile(rf"dropout{_NUMBER}?"), lambda m: Dropout(float(m[1] or 0.5))),
     (re.compile("|".join(ACTIVATIONS)), lambda m: Activation(m[0])),
-    (re.compile(rf"norm((?::(?:scale|mean|std)=-?{_NUMBER})*)"), lambda m: _normalize(m[1])),
+    (re.compile(rf"norm((?::(?:scale|mean|std)=-?{_NUMBER[1:-1]})*)"),
+     lambda m: _normalize(m[1])),
 ]
 
 
@@ -170,7 +176,8 @@ def parse(text: str) -> Network:
     """The checked sequence a text form describes; ConfigError says what is wrong."""
     layers = []
     for item in text.replace(" ", "").split(","):
-        first, *activations = item.split("-")
+        # '-' joins an activation; in a number (norm:mean=-0.5, 1e-05) it is a sign
+        first, *activations = re.split(r"-(?=[a-z])", item)
         layers.append(_parse_item(first))
         for name in activations:
             layer = _parse_item(name)
@@ -265,9 +272,14 @@ def input_shapes(layers: Network) -> list[Shape]:
 def check(layers: Network) -> None:
     """ConfigError unless `layers` is a network digitnet can run: each layer fits its input,
     and the last is the dense layer of 10 logits."""
-    if not isinstance(layers, tuple) or not layers:
+    if not isinstance(layers, tuple):
+        raise ConfigError(f"a network is a tuple of layer records, not {type(layers).__name__}")
+    if not layers:
         raise ConfigError("a network needs at least one layer")
-    input_shapes(layers)
+    parameters = sum(math.prod(shape) for shape in tensor_shapes(layers).values())
+    if parameters > MAX_PARAMETERS:
+        raise ConfigError(f"the network has {parameters:,} weights, more than the "
+                          f"{MAX_PARAMETERS:,} a model file may hold")
     if layers[-1] != Dense(NUM_CLASSES):
         raise ConfigError(f"the last layer must be dense{NUM_CLASSES}, the ten digits' logits "
                           f"(the softmax is applied when predicting), not {layer_text(layers[-1])}")

@@ -44,6 +44,9 @@ def load_foreign_model(path: str | os.PathLike, input_scale: float | None = None
     else:
         from .onnx_import import load_onnx_model as load
     cfg, weights, fed_0_to_255 = load(path, input_scale, input_mean, input_std)
+    from ..modelfile import check_weights
+
+    check_weights(weights, cfg, source=str(path))  # what the reader made is what it says
     fed = "0..255 pixels" if fed_0_to_255 else "0..1 pixels"
     if (input_mean, input_std) != (0.0, 1.0):
         fed += f", normalised with mean {input_mean:g} and std {input_std:g} before the model"

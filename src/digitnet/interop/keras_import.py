@@ -48,14 +48,16 @@ from ..errors import ConfigError, ModelFileError
 from ..extras import require
 from ..files import read_model_file
 from ..geometry import IMAGE_PIXELS, NUM_CLASSES, SIDE
-from ..network import (ACTIVATIONS, Activation, Conv, Dense, Dropout, Flatten, Normalize,
-                       Pool, output_shape, to_text)
+from ..network import (ACTIVATIONS, MAX_PARAMETERS, Activation, Conv, Dense, Dropout, Flatten,
+                       Normalize, Pool, output_shape, to_text)
 
 INPUT_SHAPES = ((SIDE, SIDE), (SIDE, SIDE, 1), (IMAGE_PIXELS,))
 MAX_CONFIG_BYTES = 16 << 20  # config.json, inflated
 MAX_WEIGHTS_BYTES = 512 << 20  # model.weights.h5, inflated
 OUTPUT_ACTIVATIONS = ("softmax", "log_softmax", "linear")  # the same digit and probabilities
 WEIGHTED = ("Dense", "Conv2D", "BatchNormalization")
+READ_CLASSES = frozenset({*WEIGHTED, "Reshape", "Rescaling", "Dropout", "Flatten", "Activation",
+                          "ReLU", "MaxPooling2D", "AveragePooling2D"})  # each has a _Name
 
 
 @dataclass
@@ -183,6 +185,8 @@ def _read_legacy_h5(path: Path, h5) -> KerasModel:
     by_name = {}
     for name in map(text, group.attrs["layer_names"]):
         layer = _hard_get(path, group, name)
+        if layer is None:
+            raise ModelFileError(f"{path}: no weights for layer {name!r}")
         by_name[name] = [_hard_get(path, layer, text(w)) for w in layer.attrs["weight_names"]]
     for index, (_, layer_config) in enumerate(model.layers):
         if by_name.get(layer_config.get("name")):
@@ -244,6 +248,7 @@ class _Reader:
         self.config: dict = {}
         self.class_name = ""
         self.last_weighted = ""  # the name prefix of the last Conv2D or Dense read
+        self.parameters = 0  # weights read so far
 
     def refuse(self, why: str):
         raise ModelFileError(f"{self.source}: layer {self.config.get('name', '?')!r} "
@@ -257,9 +262,9 @@ class _Reader:
         entries = [(i, c, cfg) for i, (c, cfg) in enumerate(self.model.layers)
                    if c != "InputLayer"]
         for position, (index, self.class_name, self.config) in enumerate(entries):
-            read = getattr(self, f"_{self.class_name}", None)
-            if read is None:
+            if self.class_name not in READ_CLASSES:
                 self.refuse("is not supported")
+            read = getattr(self, f"_{self.class_name}")
             read(index, last=position == len(entries) - 1)
         if not self.records or not isinstance(self.records[-1], Dense):
             raise ModelFileError(f"{self.source}: the model does not end in a Dense layer")
@@ -290,8 +295,9 @@ class _Reader:
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
                for v in (scale, offset)):
             self.refuse("has a per-channel scale or offset; only plain numbers are read")
-        if any(isinstance(r, (Conv, Dense)) for r in self.records):
-            self.refuse("comes after a weighted layer; only the input is rescaled")
+        if any(not isinstance(r, (Flatten, Dropout)) for r in self.records):
+            self.refuse("comes after a layer that changes the values; only the input is "
+                        "rescaled")
         if scale == 0:
             self.refuse("scales by 0")
         # x * scale + offset of (p * s - m) / d is (p * s * scale - (m * scale - offset * d)) / d
@@ -366,7 +372,9 @@ class _Reader:
         if not self.records or not isinstance(self.records[-1], (Conv, Dense)):
             self.refuse("does not follow a Conv2D or Dense layer without an activation, so "
                         "it cannot be folded into one")
-        if self.config.get("axis", -1) not in (-1, len(self.shape)):
+        axis = self.config.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis  # Keras 2: [3]
+        if axis not in (-1, len(self.shape)):
             self.refuse("normalises another axis than the channels")
         name = self.last_weighted
         n = self.weights[f"{name}.bias"].shape[0]
@@ -391,6 +399,12 @@ class _Reader:
 
     def weighted(self, record, index: int, kernel_shape: tuple[int, ...]) -> None:
         kind = "conv" if isinstance(record, Conv) else "dense"
+        # counted before reading: an unwritten HDF5 dataset takes no room in the file, but
+        # reading it would take all of its declared size
+        self.parameters += math.prod(kernel_shape) + kernel_shape[-1]
+        if self.parameters > MAX_PARAMETERS:
+            self.refuse(f"brings the model to {self.parameters:,} weights, more than the "
+                        f"{MAX_PARAMETERS:,} digitnet holds")
         if not self.config.get("use_bias", True):
             kernel, = self.arrays(index, [kernel_shape])
             bias = np.zeros(kernel_shape[-1], np.float32)

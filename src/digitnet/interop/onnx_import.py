@@ -43,6 +43,11 @@ from ..network import (Activation, Conv, Dense, Dropout, Flatten, Normalize, Poo
                        conv_padding, output_shape, to_text)
 
 ACTIVATION_OPS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+# the operators read (each has a _Name method), and how many inputs each needs at least
+READ_OPS = {"Identity": 1, "Dropout": 1, "Sub": 2, "Div": 2, "Mul": 2, "Add": 2,
+            "Unsqueeze": 1, "Transpose": 1, "Reshape": 2, "Flatten": 1, "Conv": 2,
+            "MaxPool": 1, "AveragePool": 1, "Relu": 1, "Sigmoid": 1, "Tanh": 1, "Softmax": 1,
+            "LogSoftmax": 1, "Gemm": 2, "MatMul": 2, "BatchNormalization": 5}
 
 
 class _Reader:
@@ -126,10 +131,12 @@ class _Reader:
                 self.refuse("is not on the one line of operators from the input to the output")
             if self.finished:
                 self.refuse("comes after the softmax, which must be the last operator")
-            read = getattr(self, f"_{self.node.op_type}", None)
-            if read is None:
+            if self.node.op_type not in READ_OPS:
                 self.refuse("is not an operator digitnet reads")
-            read()
+            needed = READ_OPS[self.node.op_type]
+            if len(self.node.input) < needed or not all(self.node.input[:needed]):
+                self.refuse(f"has {len(self.node.input)} inputs where it needs {needed}")
+            getattr(self, f"_{self.node.op_type}")()
             current = self.node.output[0]
         self.node = None
         if current != graph.output[0].name:
@@ -216,7 +223,9 @@ class _Reader:
         self.add(Dropout(float(ratio)))
 
     def normalising(self) -> bool:
-        return not any(isinstance(r, (Conv, Dense)) for r in self.records)
+        """Whether nothing that changes the values came before (so a Sub, Div, Mul or Add
+        here is the input's normalisation)."""
+        return all(isinstance(r, (Flatten, Dropout)) for r in self.records)
 
     # (p * scale - mean) / std, then one more step, is again of that form:
     def _Sub(self) -> None:
@@ -251,7 +260,8 @@ class _Reader:
     def normalising_number(self) -> float:
         """The one number this Sub, Div, Mul or Add of the input's normalisation applies."""
         if not self.normalising():
-            self.refuse("comes after a weighted layer; only the input is normalised")
+            self.refuse("comes after an operator that changes the values; only the input is "
+                        "normalised")
         if self.node.op_type in ("Sub", "Div") and self.node.input[0] in self.constants:
             self.refuse("takes the image as its second operand")
         return self.number(self.constant_input())
@@ -373,6 +383,7 @@ class _Reader:
         return kernel
 
     def _Gemm(self) -> None:
+        self.close_matmul()
         a = self.attributes()
         if self.layout != "flat" or a.get("transA", 0):
             self.refuse("is not applied to a flat input")
@@ -394,6 +405,7 @@ class _Reader:
         self.weighted(Dense(width), self.dense_kernel(kernel), bias)
 
     def _MatMul(self) -> None:
+        self.close_matmul()
         if self.layout != "flat":
             self.refuse("is not applied to a flat input")
         weight = self.constants.get(self.node.input[1])
@@ -438,5 +450,9 @@ def load_onnx_model(path: str | os.PathLike, input_scale: float | None = None,
     except (DecodeError, ValueError, RuntimeError, RecursionError) as exc:
         raise ModelFileError(f"{path} is not a readable ONNX file ({exc})") from None
     scale = 1.0 if input_scale is None else float(input_scale)
-    cfg, weights = _Reader(str(path), model.graph).read(scale, input_mean, input_std)
+    try:
+        cfg, weights = _Reader(str(path), model.graph).read(scale, input_mean, input_std)
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"{path} holds a damaged graph ({type(exc).__name__}: {exc})"
+                             ) from None
     return cfg, weights, scale == 255

@@ -266,7 +266,8 @@ def training_network(cfg: TrainConfig, train_images: np.ndarray) -> TrainingNetw
     `train_images`."""
     model = build_model(cfg)
     every_pixel = np.arange(IMAGE_PIXELS)
-    if not reads_flat_pixels(cfg.network) or cfg.augment:  # augmentation inks blank pixels
+    # augmentation inks blank pixels, and weight decay moves weights whose gradient is 0
+    if not reads_flat_pixels(cfg.network) or cfg.augment or cfg.weight_decay:
         return TrainingNetwork(model, every_pixel, lambda weights: weights)
     # The first layer reads only the inked pixels while it trains.
     pixels = inked_pixels(train_images)
