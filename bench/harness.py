@@ -89,3 +89,20 @@ def cold_predict(run_dir: Path, cache: Path) -> tuple[float, float]:
     runs = [measure([sys.executable, "-m", "digitnet", "predict", str(run_dir), str(image)], env)
             for _ in range(5)]
     return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+TRAINED_RUNS = BENCH_VENVS / "runs"  # run folders the benchmarks share, by recipe and seed
+
+
+def trained_run(recipe: str, seed: int, data_dir: Path) -> Path:
+    """A finished run folder of `recipe` at `seed`, trained once by `digitnet train` (of the
+    code in this checkout) and kept under TRAINED_RUNS for the benchmarks that read
+    models; delete it after changing how a recipe trains."""
+    run = TRAINED_RUNS / f"{recipe}-seed{seed}"
+    if not (run / "model.safetensors").exists():
+        print(f"training --recipe {recipe} --seed {seed} into {run} (once) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "digitnet", "train", "--recipe", recipe,
+                        "--seed", str(seed), "--out", str(run), "--overwrite",
+                        "--data-dir", str(data_dir)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return run

@@ -91,7 +91,9 @@ def test_a_run_stores_its_calibration_and_every_command_uses_it(tiny_mnist, tmp_
     assert predictor.temperature != 1.0
     assert (run / "plots" / "reliability.png").stat().st_size > 10_000
     assert main(["evaluate", str(run), "--json"]) == 0
-    ece = json.loads(capsys.readouterr().out)["ece"]
+    evaluated = json.loads(capsys.readouterr().out)
+    ece = evaluated["ece"]
+    assert 0 <= evaluated["refused"] < 0.2 and predictor.refuse_below is not None
     assert ece == pytest.approx(expected_calibration_error(
         predictor.probabilities(tiny_mnist.test_images), tiny_mnist.test_labels))
     assert json.loads((run / "metrics.json").read_text())["ece"] == pytest.approx(ece)
@@ -101,3 +103,36 @@ def test_a_run_stores_its_calibration_and_every_command_uses_it(tiny_mnist, tmp_
     exported = session.run(None, {"images": tiny_mnist.test_images.astype(np.float32) / 255})[0]
     np.testing.assert_allclose(exported, predictor.probabilities(tiny_mnist.test_images),
                                atol=1e-5)
+
+
+def test_the_refusal_threshold_refuses_its_share_of_the_validation_digits():
+    from digitnet.calibration import REFUSED_VALIDATION_SHARE, refusal_threshold
+
+    rng = np.random.default_rng(3)
+    probs = softmax(rng.normal(0, 3, (4000, 10)))
+    refusal = refusal_threshold(probs, probs.argmax(1), "test data")
+    refused = np.mean(probs.max(1) < refusal["threshold"])
+    assert refused == pytest.approx(REFUSED_VALIDATION_SHARE, abs=1 / 4000)
+    assert refusal["val_refused"] == pytest.approx(refused)
+
+
+def test_a_refused_image_has_no_digit_everywhere_it_is_shown(tiny_mnist, tmp_path, capsys):
+    from conftest import draw_digit
+
+    cfg = TrainConfig(hidden=(4,))
+    weights = {n: np.zeros(s, np.float32) for n, s in tensor_shapes(cfg.network).items()}
+    weights["dense_1.bias"][3] = 0.5  # every image: 3, at 15% (0.5 over nine zeros)
+    results = {"refusal": {"threshold": 0.2}}
+    [prediction] = Predictor(cfg, weights, results).predict(tiny_mnist.test_images[:1])
+    assert prediction.digit is None and prediction.likeliest == 3
+    assert "doesn't look like a digit: the network is only 15% sure" in prediction.refused
+    [kept] = Predictor(cfg, weights).predict(tiny_mnist.test_images[:1])
+    assert kept.digit == 3 and kept.refused is None  # no threshold: nothing refused
+    save_model(tmp_path / "m.safetensors", weights, cfg, results)
+    draw_digit(3, size=64).save(tmp_path / "three.png")
+    assert main(["predict", str(tmp_path / "m.safetensors"), str(tmp_path / "three.png"),
+                 "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["digit"] is None and "doesn't look like a digit" in row["refused"]
+    assert main(["predict", str(tmp_path / "m.safetensors"), str(tmp_path / "three.png")]) == 0
+    assert "three.png: not a digit" in capsys.readouterr().out

@@ -24,7 +24,7 @@ def test_run_folder_holds_everything(tmp_path, tiny_mnist):
     assert len(read_history(folder)) == 3
     assert sorted(p.name for p in (folder / "plots").iterdir()) == [
         "confident_mistakes.png", "confusion_matrix.png", "predictions_test.png",
-        "reliability.png", "samples_train.png", "training_curves.png"]
+        "reliability.png", "risk_coverage.png", "samples_train.png", "training_curves.png"]
     again = load_run(folder)
     assert again.config == CFG and again.history == run.history
     assert again.predictor.results["test_accuracy"] == metrics["test_accuracy"]

@@ -39,9 +39,12 @@ def post_file(client, content: bytes, name: str = "digit.png"):
 
 
 def check_answer(body: dict):
-    assert set(body) == {"digit", "probabilities", "image", "notes"}
+    assert set(body) == {"digit", "refused", "probabilities", "image", "notes"}
     assert len(body["probabilities"]) == 10 and sum(body["probabilities"]) == pytest.approx(1)
-    assert body["digit"] == int(np.argmax(body["probabilities"]))
+    if body["refused"] is None:
+        assert body["digit"] == int(np.argmax(body["probabilities"]))
+    else:
+        assert body["digit"] is None and "doesn't look like a digit" in body["refused"]
     image = np.array(body["image"])
     assert image.shape == (28, 28) and 0 <= image.min() and image.max() <= 255
 

@@ -99,6 +99,24 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, fitted_on: str) -> dict:
             "val_ece_after": expected_calibration_error(softmax(logits / temperature), labels)}
 
 
+# The share of validation digits the refusal threshold may refuse: half of the issue's 1 %
+# budget on the test set, chosen on the validation split, so that test digits, which the
+# threshold never saw, stay within it.
+REFUSED_VALIDATION_SHARE = 0.005
+
+
+def refusal_threshold(probs: np.ndarray, labels: np.ndarray, fitted_on: str) -> dict:
+    """The refusal a model file stores: the top probability under which an image is refused
+    as not a digit, chosen on calibrated validation `probs` (digits all) so that
+    REFUSED_VALIDATION_SHARE of them fall under it."""
+    confidence = np.sort(probs.max(axis=1))
+    threshold = float(confidence[int(REFUSED_VALIDATION_SHARE * len(confidence))])
+    accepted = probs.max(axis=1) >= threshold
+    return {"threshold": threshold, "chosen_on": fitted_on,
+            "val_refused": float(1 - accepted.mean()),
+            "val_accepted_accuracy": float((probs.argmax(1) == labels)[accepted].mean())}
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)

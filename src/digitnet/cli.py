@@ -164,7 +164,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"expected calibration error {_percent(metrics.ece)}  ({metrics.count:,} images)")
     calibration = run.predictor.results.get("calibration")
     print(f"calibrated: logits divided by {calibration['temperature']:.3f}, fitted on "
-          f"{calibration['fitted_on']}\n" if calibration else "not calibrated\n")
+          f"{calibration['fitted_on']}" if calibration else "not calibrated")
+    refuse_below = run.predictor.refuse_below
+    print(f"refused as not digits: {_percent(metrics.refused)} (top probability under "
+          f"{_percent(refuse_below)}); accuracy on the rest {_percent(metrics.accepted_accuracy)}"
+          f"\n" if refuse_below is not None else "refuses nothing (no threshold in the model)\n")
     print("digit  precision  recall     f1  support")
     for c in metrics.per_class:
         print(f"{c.digit:>5}  {_percent(c.precision):>9}  {_percent(c.recall):>6}  "
@@ -260,8 +264,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if p is None:
                 writer.writerow([item["file"], "", "", *[""] * 10, item["error"]])
             else:
-                writer.writerow([item["file"], p.digit, f"{p.confidence:.4f}",
-                                 *(f"{q:.4f}" for q in p.probabilities), "; ".join(p.notes)])
+                writer.writerow([item["file"], "" if p.digit is None else p.digit,
+                                 f"{p.confidence:.4f}", *(f"{q:.4f}" for q in p.probabilities),
+                                 "; ".join(filter(None, (p.refused, *p.notes)))])
     else:
         for item in items:
             p = item.get("prediction")
@@ -270,8 +275,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 continue
             label = f" (true {item['label']})" if "label" in item else ""
             top = ", ".join(f"{d} {q:.1%}" for d, q in p.top(args.top))
-            print(f"{item['file']}: {p.digit}{label}   top: {top}"
-                  + "".join(f"\n    note: {n}" for n in p.notes))
+            answer = "not a digit" if p.digit is None else p.digit
+            print(f"{item['file']}: {answer}{label}   top: {top}"
+                  + "".join(f"\n    note: {n}" for n in filter(None, (p.refused, *p.notes))))
     return 1 if any("error" in item for item in items) else 0
 
 
@@ -279,7 +285,8 @@ def _item_json(item: dict[str, Any], top: int) -> dict[str, Any]:
     p = item.get("prediction")
     if p is None:
         return {"file": item["file"], "error": item["error"]}
-    out = {"file": item["file"], "digit": p.digit, "confidence": p.confidence,
+    out = {"file": item["file"], "digit": p.digit, "refused": p.refused,
+           "confidence": p.confidence,
            "probabilities": list(p.probabilities),
            "top": [{"digit": d, "probability": q} for d, q in p.top(top)], "notes": list(p.notes)}
     for key in ("label", "view"):

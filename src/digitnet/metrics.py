@@ -22,12 +22,15 @@ class ClassMetrics:
 @dataclass(frozen=True)
 class Metrics:
     """accuracy: fraction correct; loss: mean cross-entropy (nats); ece: the expected
-    calibration error (a fraction, see calibration.py); confusion[true][pred]: counts;
-    most_confused: (true, predicted, count) for the largest off-diagonal cells."""
+    calibration error (a fraction, see calibration.py); refused: the share of images refused
+    as not digits, and accepted_accuracy the accuracy on the others; confusion[true][pred]:
+    counts; most_confused: (true, predicted, count) for the largest off-diagonal cells."""
 
     accuracy: float
     loss: float
     ece: float
+    refused: float
+    accepted_accuracy: float
     confusion: list[list[int]]
     per_class: list[ClassMetrics]
     most_confused: list[tuple[int, int, int]]
@@ -36,8 +39,8 @@ class Metrics:
     def __repr__(self) -> str:
         confused = ", ".join(f"{t} as {p} ({n}x)" for t, p, n in self.most_confused[:3])
         return (f"Metrics(accuracy {self.accuracy:.2%}, loss {self.loss:.4f}, ECE "
-                f"{self.ece:.2%} over {self.count:,} images; most confused: "
-                f"{confused or 'none'})")
+                f"{self.ece:.2%}, refused {self.refused:.2%} over {self.count:,} images; most "
+                f"confused: {confused or 'none'})")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -48,13 +51,16 @@ class Metrics:
         return out
 
 
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, top_pairs: int = 5) -> Metrics:
-    """Metrics for float (N, 10) probabilities against int (N,) labels in 0..9."""
+def compute_metrics(probs: np.ndarray, labels: np.ndarray, top_pairs: int = 5,
+                    refuse_below: float | None = None) -> Metrics:
+    """Metrics for float (N, 10) probabilities against int (N,) labels in 0..9; with
+    `refuse_below`, images whose top probability is under it count as refused."""
     labels = np.asarray(labels, dtype=np.int64)
     predicted = np.argmax(probs, axis=1)
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     true_probs = probs[np.arange(len(labels)), labels]
+    accepted = probs.max(axis=1) >= (refuse_below or 0.0)
     loss = float(-np.mean(np.log(np.clip(true_probs, 1e-12, 1.0))))
     per_class = []
     for d in range(NUM_CLASSES):
@@ -72,6 +78,9 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, top_pairs: int = 5) -
         accuracy=float(np.mean(predicted == labels)),
         loss=loss,
         ece=expected_calibration_error(probs, labels),
+        refused=float(1 - accepted.mean()) if len(labels) else 0.0,
+        accepted_accuracy=float(np.mean(predicted[accepted] == labels[accepted]))
+        if accepted.any() else 0.0,
         confusion=confusion.tolist(),
         per_class=per_class,
         most_confused=pairs,
@@ -91,4 +100,5 @@ def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, fl
 
 def evaluate(predictor, images: np.ndarray, labels: np.ndarray) -> Metrics:
     """Metrics of `predictor` (a predict.Predictor) on uint8 images (N, 28, 28) and labels."""
-    return compute_metrics(predictor.probabilities(images), labels)
+    return compute_metrics(predictor.probabilities(images), labels,
+                           refuse_below=predictor.refuse_below)

@@ -81,9 +81,10 @@ def load_model(path: str | os.PathLike) -> tuple[TrainConfig, dict[str, np.ndarr
         results = json.loads(metadata.get("results", "{}"))
     except (ConfigError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path} has damaged metadata: {exc}") from None
-    if not isinstance(results, dict) or not _valid_calibration(results.get("calibration")):
+    if not isinstance(results, dict) or not _valid_fits(results):
         raise ModelFileError(f"{path} has damaged metadata: its results are not an object "
-                             "with a positive calibration temperature")
+                             "with a positive calibration temperature and a refusal "
+                             "threshold in (0, 1)")
     if cfg.model != name:
         raise ModelFileError(f"{path} has damaged metadata: family {name!r} but a "
                              f"{cfg.model!r} config")
@@ -95,12 +96,17 @@ def load_model(path: str | os.PathLike) -> tuple[TrainConfig, dict[str, np.ndarr
     return cfg, weights, results
 
 
-def _valid_calibration(calibration) -> bool:
-    if calibration is None:
-        return True
-    temperature = isinstance(calibration, dict) and calibration.get("temperature")
-    return (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-            and math.isfinite(temperature) and temperature > 0)
+def _valid_fits(results: dict) -> bool:
+    """Whether what was fitted after training, where it is there, makes sense."""
+    def number(entry, key: str, low: float, high: float) -> bool:
+        if entry is None:
+            return True
+        value = isinstance(entry, dict) and entry.get(key)
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and low < value < high)
+
+    return (number(results.get("calibration"), "temperature", 0, math.inf)
+            and number(results.get("refusal"), "threshold", 0, 1))
 
 
 def read_safetensors(path: Path, noun: str, *, missing: str) -> tuple[dict[str, np.ndarray],

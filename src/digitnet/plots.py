@@ -202,6 +202,33 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray) -> Figure:
     return fig
 
 
+def risk_coverage(probs: np.ndarray, labels: np.ndarray,
+                  refuse_below: float | None = None) -> Figure:
+    """The error rate on the images kept when those least sure are refused, against the
+    share kept; the model's own refusal threshold is marked."""
+    confidence = probs.max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    wrong = (probs.argmax(axis=1) != np.asarray(labels))[order]
+    kept = np.arange(1, len(order) + 1)
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
+    ax.plot(kept / len(order), np.cumsum(wrong) / kept, color="tab:blue")
+    if refuse_below is not None:
+        accepted = confidence >= refuse_below
+        coverage = accepted.mean()
+        error = float(np.mean(probs.argmax(1)[accepted] != np.asarray(labels)[accepted])
+                      if accepted.any() else 0.0)
+        ax.plot([coverage], [error], "o", color="tab:red",
+                label=f"refusing under {refuse_below:.0%}: {1 - coverage:.2%} refused, "
+                      f"{error:.2%} wrong")
+        ax.legend(loc="upper left")
+    ax.set(xlabel="share of test images answered (the surest first)",
+           ylabel="error rate of the answered", xlim=(0, 1),
+           title="Risk and coverage: refusing the least sure answers")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def save_run_plots(
     folder: str | Path,
     history: Sequence,
@@ -211,6 +238,7 @@ def save_run_plots(
     test_images: np.ndarray,
     test_labels: np.ndarray,
     test_probs: np.ndarray,
+    refuse_below: float | None = None,
 ) -> list[Path]:
     """Write the run's PNG plots into `folder`; return their paths.
 
@@ -222,6 +250,7 @@ def save_run_plots(
     figures["confusion_matrix"] = confusion_matrix(test["confusion_matrix"])
     figures["confident_mistakes"] = confident_mistakes(test_images, test_labels, test_probs)
     figures["reliability"] = reliability_diagram(test_probs, test_labels)
+    figures["risk_coverage"] = risk_coverage(test_probs, test_labels, refuse_below)
     return [_save(fig, folder / f"{name}.png") for name, fig in figures.items()]
 
 
@@ -237,10 +266,12 @@ def network_view(original, pixels: np.ndarray, prediction) -> Figure:
     ax_seen.set_title("what the network saw (28x28)", fontsize=9)
     ax_seen.set_axis_off()
     bars = ax_probs.bar(range(10), prediction.probabilities, color="#9e9e9e")
-    bars[prediction.digit].set_color(RIGHT if not prediction.notes else WRONG)
+    bars[prediction.likeliest].set_color(RIGHT if prediction.digit is not None
+                                         and not prediction.notes else WRONG)
     ax_probs.set_xticks(range(10))
     ax_probs.set_ylim(0, 1)
-    ax_probs.set_title(f"prediction: {prediction.digit} ({prediction.confidence:.0%})",
+    answer = "not a digit" if prediction.digit is None else prediction.digit
+    ax_probs.set_title(f"prediction: {answer} ({prediction.confidence:.0%})",
                        fontsize=10)
     if prediction.notes:
         fig.text(0.5, -0.02, "; ".join(prediction.notes), ha="center", fontsize=8, color=WRONG)

@@ -27,20 +27,29 @@ UNSURE_BELOW = 0.5  # a top probability under this is reported as unsure
 
 @dataclass(frozen=True)
 class Prediction:
-    """The network's answer for one image: `digit` and the 10 `probabilities` (sum 1)."""
+    """The network's answer for one image: `digit`, or None where the image is refused as
+    not a digit (`refused` says why), and the 10 `probabilities` (sum 1) either way."""
 
-    digit: int
+    digit: int | None
     probabilities: tuple[float, ...]
     notes: tuple[str, ...] = ()  # why the answer may be unreliable
+    refused: str | None = None  # why this is not read as a digit (then digit is None)
+
+    @property
+    def likeliest(self) -> int:
+        """The most probable digit, refused or not."""
+        return int(np.argmax(self.probabilities))
 
     @property
     def confidence(self) -> float:
-        return self.probabilities[self.digit]
+        """The top probability."""
+        return self.probabilities[self.likeliest]
 
     def __repr__(self) -> str:
         top = ", ".join(f"{d}: {p:.1%}" for d, p in self.top(3))
         notes = f"; notes: {'; '.join(self.notes)}" if self.notes else ""
-        return f"Prediction(digit {self.digit}, top {top}{notes})"
+        answer = f"digit {self.digit}" if self.refused is None else f"refused ({self.refused})"
+        return f"Prediction({answer}, top {top}{notes})"
 
     def top(self, k: int = 3) -> list[tuple[int, float]]:
         """The k most probable digits, most probable first, as (digit, probability)."""
@@ -85,6 +94,9 @@ class Predictor:
         # fitted on the validation split after training (calibration.py); 1 for a model
         # file written before calibration, or one trained with the test set as validation
         self.temperature = float(self.results.get("calibration", {}).get("temperature", 1.0))
+        # a top probability under this is refused as not a digit (chosen on the validation
+        # split after training); None, for files without one: nothing is refused
+        self.refuse_below = (self.results.get("refusal") or {}).get("threshold")
         self.weights = {name: np.asarray(weights[name], np.float32)
                         for name in tensor_shapes(self.network)}
 
@@ -119,13 +131,19 @@ class Predictor:
 
     def predict(self, images: np.ndarray,
                 notes: list[tuple[str, ...]] | None = None) -> list[Prediction]:
-        """One Prediction per image; a low top probability adds an 'unsure' note."""
+        """One Prediction per image: refused where the top probability is under the model's
+        refuse_below, else a digit, with an 'unsure' note where it is under UNSURE_BELOW."""
         probs = self.probabilities(images)
         predictions = []
         for i, row in enumerate(probs):
             digit = int(np.argmax(row))
             why = list(notes[i]) if notes else []
-            if row[digit] < UNSURE_BELOW:
+            refused = None
+            if self.refuse_below is not None and row[digit] < self.refuse_below:
+                refused = (f"that doesn't look like a digit: the network is only "
+                           f"{row[digit]:.0%} sure, and a digit gets {self.refuse_below:.0%}")
+            elif row[digit] < UNSURE_BELOW:
                 why.append(f"unsure: the top probability is only {row[digit]:.0%}")
-            predictions.append(Prediction(digit, tuple(float(p) for p in row), tuple(why)))
+            predictions.append(Prediction(None if refused else digit,
+                                          tuple(float(p) for p in row), tuple(why), refused))
         return predictions

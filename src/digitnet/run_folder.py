@@ -27,8 +27,8 @@ _PROBE = ".digitnet-write-test"
 RUN_FILES = (MODEL_FILENAME, CHECKPOINT_FILENAME, "metrics.json", "history.csv",
              "history.json", "config.json")
 # what plots.save_run_plots draws into RUN_DIR/plots, in the order the model page shows them
-PLOT_NAMES = ("training_curves", "confusion_matrix", "reliability", "confident_mistakes",
-              "predictions_test", "samples_train")
+PLOT_NAMES = ("training_curves", "confusion_matrix", "reliability", "risk_coverage",
+              "confident_mistakes", "predictions_test", "samples_train")
 
 
 @contextmanager

@@ -166,9 +166,8 @@ def _train_into(folder: Path, cfg: TrainConfig, data: MnistData,
     result = train(cfg, data, on_epoch=record_epoch, resume=resume,
                    on_checkpoint=write_checkpoint)
     _write_history(folder, result.history)  # with the notes of the kept epoch and the stop
-    calibration = {"calibration": result.calibration} if result.calibration else {}
     run = _finish_run(folder, cfg, result.weights, result.history, data, plots=plots,
-                      provenance=calibration, training=(result.kept_epoch, result.stop_reason))
+                      provenance=result.fitted, training=(result.kept_epoch, result.stop_reason))
     checkpoint_path.unlink(missing_ok=True)  # the model file now holds what it was for
     return run
 
@@ -194,7 +193,9 @@ def _finish_run(folder: Path, cfg: TrainConfig, weights: dict[str, np.ndarray],
     if data is not None:  # the probabilities are calibrated, for the metrics and the plots
         test_probs = Predictor(cfg, weights, results).probabilities(data.test_images)
         summary = {**results, **metrics_summary(
-            compute_metrics(test_probs, data.test_labels), history, cfg, training)}
+            compute_metrics(test_probs, data.test_labels,
+                            refuse_below=(results.get("refusal") or {}).get("threshold")),
+            history, cfg, training)}
         _write(folder / "metrics.json", json.dumps(summary, indent=1) + "\n")
         results.update((k, summary[k]) for k in ("test_accuracy", "test_loss"))
     try:
@@ -261,10 +262,12 @@ def plot_run(
         test_probs = run.predictor.probabilities(data.test_images)
     metrics = run.metrics
     if "confusion_matrix" not in metrics:
-        metrics = {**metrics, **compute_metrics(test_probs, data.test_labels).to_dict()}
+        metrics = {**metrics, **compute_metrics(
+            test_probs, data.test_labels, refuse_below=run.predictor.refuse_below).to_dict()}
     try:
         return save_run_plots(folder / "plots", run.history, metrics, data.train_images,
-                              data.train_labels, data.test_images, data.test_labels, test_probs)
+                              data.train_labels, data.test_images, data.test_labels, test_probs,
+                              run.predictor.refuse_below)
     except OSError as exc:
         raise DigitnetError(f"cannot write plots into {folder / 'plots'}: "
                             f"{exc.strerror or exc}") from None

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ..calibration import calibrate
+from ..calibration import calibrate, refusal_threshold, softmax
 from ..checkpoint import Checkpoint
 from ..config import TrainConfig
 from ..geometry import NUM_CLASSES, SIDE
@@ -50,12 +50,19 @@ class TrainResult:
     kept_epoch: int  # the epoch whose weights these are
     stop_reason: str  # why training ended, in words
     calibration: dict | None = None  # see calibration.calibrate; None: not calibrated
+    refusal: dict | None = None  # see calibration.refusal_threshold; None: refuses nothing
+
+    @property
+    def fitted(self) -> dict:
+        """What was fitted on the validation split after training, as a model file's
+        results hold it: {'calibration': ..., 'refusal': ...} (empty where nothing was)."""
+        return {key: value for key, value in (("calibration", self.calibration),
+                                              ("refusal", self.refusal)) if value}
 
     @property
     def predictor(self) -> Predictor:
-        """The trained network as a (calibrated) NumPy Predictor."""
-        calibration = {"calibration": self.calibration} if self.calibration else {}
-        return Predictor(self.config, self.weights, calibration)
+        """The trained network as a calibrated NumPy Predictor that refuses non-digits."""
+        return Predictor(self.config, self.weights, self.fitted)
 
     def __repr__(self) -> str:
         from ..network import to_text
@@ -254,14 +261,18 @@ def train(
     final = best_weights if cfg.keep == "best" else weights
     return TrainResult(weights=final, history=history, config=cfg, kept_epoch=kept,
                        stop_reason=chooser.stop_reason(),
-                       calibration=_calibration(cfg, final, split))
+                       **_calibration(cfg, final, split))
 
 
-def _calibration(cfg: TrainConfig, weights: dict[str, np.ndarray], split) -> dict | None:
-    """The temperature fitted on the validation split (see calibration.py); None where the
-    test set is the validation set, which must not fit what it then reports on."""
+def _calibration(cfg: TrainConfig, weights: dict[str, np.ndarray], split) -> dict:
+    """The temperature and the refusal threshold, both fitted on the validation split (see
+    calibration.py); none where the test set is the validation set, which must not fit
+    what it then reports on."""
     if cfg.validate_on == "test":
-        return None
+        return {}
+    fitted_on = f"the validation split ({len(split.val_labels):,} images)"
     logits = Predictor(cfg, weights).logits(split.val_images)
-    return calibrate(logits, split.val_labels,
-                     f"the validation split ({len(split.val_labels):,} images)")
+    calibration = calibrate(logits, split.val_labels, fitted_on)
+    probs = softmax(logits / calibration["temperature"])
+    return {"calibration": calibration,
+            "refusal": refusal_threshold(probs, split.val_labels, fitted_on)}

@@ -73,7 +73,10 @@ class PixelsRequest(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    digit: int = Field(description="the most probable digit")
+    digit: int | None = Field(description="the digit read, or null where the image is "
+                                          "refused as not a digit")
+    refused: str | None = Field(description="why the image is not read as a digit (null when "
+                                            "a digit is read)")
     probabilities: list[float] = Field(description="10 probabilities, digits 0..9, sum 1")
     image: list[list[int]] = Field(description="the 28x28 image the network saw, 0..255")
     notes: list[str] = Field(description="why the answer may be unreliable (empty if none)")
@@ -238,7 +241,8 @@ def create_app(predictor: Predictor, run: Run | None = None, *,
 def _answer(predictor: Predictor, pixels: np.ndarray, notes: tuple[str, ...] = ()
             ) -> PredictResponse:
     [prediction] = predictor.predict(pixels[None], notes=[notes])
-    return PredictResponse(digit=prediction.digit, probabilities=list(prediction.probabilities),
+    return PredictResponse(digit=prediction.digit, refused=prediction.refused,
+                           probabilities=list(prediction.probabilities),
                            image=pixels.astype(int).tolist(), notes=list(prediction.notes))
 
 

@@ -98,18 +98,21 @@ async function send() {
 
 function show(result, final = true) {
   const probs = result ? result.probabilities : new Array(10).fill(0);
-  digitEl.textContent = result ? String(result.digit) : "?";
+  const refused = !!result && result.digit === null;  // not read as a digit
+  digitEl.textContent = !result ? "?" : refused ? "\u2717" : String(result.digit);
   digitEl.classList.toggle("provisional", !final);
+  digitEl.classList.toggle("refused", refused);
   bars.classList.toggle("provisional", !final);
   digitEl.dataset.final = String(!!result && final);
   if (result && final) digitEl.dataset.finalAt = String(performance.now());
-  confidenceEl.textContent = !result ? "draw a digit"
-    : final ? `${(100 * probs[result.digit]).toFixed(1)}% sure` : "drawing…";
+  confidenceEl.textContent = !result ? "draw a digit" : !final ? "drawing…"
+    : refused ? "that doesn't look like a digit"
+    : `${(100 * probs[result.digit]).toFixed(1)}% sure`;
   notesEl.textContent = result ? result.notes.join("; ") : "";
   for (let d = 0; d < 10; d++) {
     const bar = document.getElementById("bar" + d);
     bar.firstElementChild.style.width = (100 * probs[d]).toFixed(1) + "%";
-    bar.classList.toggle("top", !!result && d === result.digit);
+    bar.classList.toggle("top", !!result && !refused && d === result.digit);
     document.getElementById("p" + d).textContent = (100 * probs[d]).toFixed(0) + "%";
   }
   const image = seen.createImageData(28, 28);

@@ -3,6 +3,7 @@ const captions = {
   training_curves: "Accuracy and loss per epoch (training, validation; test as a dashed line)",
   confusion_matrix: "Confusion matrix on the 10,000 test images",
   reliability: "Calibration: how often the network is right at each confidence",
+  risk_coverage: "How many mistakes are left when the least sure answers are refused",
   confident_mistakes: "The test images the network got wrong with the most confidence",
   predictions_test: "Predictions on the first test images",
   samples_train: "Training digits and their labels",
