@@ -163,7 +163,7 @@ def main() -> None:
     runs = args.runs or [trained_run(name, args.seed, args.data_dir)
                          for name in args.recipes.split(",")]
     header = ["run", "threshold", *KINDS, "non-digits", "MNIST refused", "accepted acc.",
-              "all acc."] + (["Semeion refused"] if semeion else [])
+              "all acc."] + (["Semeion refused"] if semeion is not None else [])
     print("  ".join(f"{h:>14}" for h in header))
     for run in runs:
         predictor = Predictor.load(run)
@@ -177,7 +177,7 @@ def main() -> None:
         row = [run.name, "none" if threshold is None else f"{threshold:.3f}",
                *(f"{refused[k]:.1%}" for k in KINDS), f"{np.mean(letters_to_noise):.1%}",
                f"{test_refused:.2%}", f"{right[accepted].mean():.2%}", f"{right.mean():.2%}"]
-        if semeion:
+        if semeion is not None:
             row.append(f"{_refused(predictor, semeion):.1%}")
         print("  ".join(f"{c:>14}" for c in row))
     print("non-digits: the mean over letters, scribbles, shapes and noise (numbers apart); "
