@@ -44,12 +44,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..config import TrainConfig
-from ..errors import ConfigError, ModelFileError
+from ..errors import ModelFileError
 from ..extras import require
 from ..files import read_model_file
-from ..geometry import IMAGE_PIXELS, NUM_CLASSES, SIDE
-from ..network import (ACTIVATIONS, MAX_PARAMETERS, Activation, Conv, Dense, Dropout, Flatten,
-                       Normalize, Pool, output_shape, to_text)
+from ..geometry import IMAGE_PIXELS, SIDE
+from ..network import ACTIVATIONS, Activation, Conv, Dense, Dropout, Flatten, Pool
+from .sequence import SequenceBuilder
 
 INPUT_SHAPES = ((SIDE, SIDE), (SIDE, SIDE, 1), (IMAGE_PIXELS,))
 MAX_CONFIG_BYTES = 16 << 20  # config.json, inflated
@@ -233,22 +233,15 @@ def _check_straight_line(path: Path, layers: list[dict]) -> None:
         previous = name
 
 
-class _Reader:
+class _Reader(SequenceBuilder):
     """Walks the Keras layers once, turning each into records of a layer sequence."""
 
     def __init__(self, source: str, model: KerasModel):
-        self.source, self.model = source, model
-        self.records: list = []
-        self.weights: dict[str, np.ndarray] = {}
-        self.counts = {"conv": 0, "dense": 0}
-        self.shape = (SIDE, SIDE, 1)  # of what the next layer takes
+        super().__init__(source)
+        self.model = model
         self.flat_input = model.input_shape in (None, (IMAGE_PIXELS,))
-        # what the network sees of a 0..1 pixel p: (p * scale - mean) / std (network.Normalize)
-        self.scale, self.mean, self.std = 1.0, 0.0, 1.0
-        self.config: dict = {}
+        self.config: dict = {}  # of the layer being read
         self.class_name = ""
-        self.last_weighted = ""  # the name prefix of the last Conv2D or Dense read
-        self.parameters = 0  # weights read so far
 
     def refuse(self, why: str):
         raise ModelFileError(f"{self.source}: layer {self.config.get('name', '?')!r} "
@@ -266,19 +259,7 @@ class _Reader:
                 self.refuse("is not supported")
             read = getattr(self, f"_{self.class_name}")
             read(index, last=position == len(entries) - 1)
-        if not self.records or not isinstance(self.records[-1], Dense):
-            raise ModelFileError(f"{self.source}: the model does not end in a Dense layer")
-        if self.records[-1].width != NUM_CLASSES:
-            raise ModelFileError(f"{self.source}: the model has {self.records[-1].width} "
-                                 f"outputs; a digit classifier has {NUM_CLASSES}")
-        normalize = Normalize(self.scale, self.mean, self.std)
-        if normalize != Normalize():
-            self.records.insert(0, normalize)
-        try:
-            cfg = TrainConfig(model="layers", layers=to_text(tuple(self.records)))
-        except ConfigError as exc:
-            raise ModelFileError(f"{self.source}: {exc}") from None
-        return cfg, self.weights
+        return self.finish("a Dense layer")
 
     # ---- one method per Keras layer class ----
 
@@ -295,13 +276,11 @@ class _Reader:
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
                for v in (scale, offset)):
             self.refuse("has a per-channel scale or offset; only plain numbers are read")
-        if any(not isinstance(r, (Flatten, Dropout)) for r in self.records):
+        if not self.normalising():
             self.refuse("comes after a layer that changes the values; only the input is "
                         "rescaled")
-        if scale == 0:
-            self.refuse("scales by 0")
-        # x * scale + offset of (p * s - m) / d is (p * s * scale - (m * scale - offset * d)) / d
-        self.scale, self.mean = self.scale * scale, self.mean * scale - offset * self.std
+        self.multiply(scale)
+        self.add_number(offset)
 
     def _Dropout(self, index: int, last: bool) -> None:
         rate = self.config.get("rate", 0.5)
@@ -331,7 +310,7 @@ class _Reader:
                 self.refuse("is applied to the 28x28 image without a Flatten before it")
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             self.refuse(f"has {units!r} units")
-        self.weighted(Dense(units), index, (self.shape[0], units))
+        self.read_weighted(Dense(units), index, (self.shape[0], units))
         self.activation(self.config.get("activation", "linear"), last)
 
     def _Conv2D(self, index: int, last: bool) -> None:
@@ -349,7 +328,7 @@ class _Reader:
         if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
             self.refuse(f"has {filters!r} filters")
         layer = Conv(filters, kernel[0], c["padding"], strides[0])
-        self.weighted(layer, index, (kernel[0], kernel[0], self.shape[2], layer.channels))
+        self.read_weighted(layer, index, (kernel[0], kernel[0], self.shape[2], layer.channels))
         self.activation(c.get("activation", "linear"), last)
 
     def _pooling(self, kind: str) -> None:
@@ -368,53 +347,34 @@ class _Reader:
         self._pooling("avg")
 
     def _BatchNormalization(self, index: int, last: bool) -> None:
-        """y = gamma (x - mean) / sqrt(var + eps) + beta, folded into the layer before."""
-        if not self.records or not isinstance(self.records[-1], (Conv, Dense)):
+        name = self.last_weighted
+        if name is None:
             self.refuse("does not follow a Conv2D or Dense layer without an activation, so "
                         "it cannot be folded into one")
         axis = self.config.get("axis", -1)
         axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis  # Keras 2: [3]
         if axis not in (-1, len(self.shape)):
             self.refuse("normalises another axis than the channels")
-        name = self.last_weighted
         n = self.weights[f"{name}.bias"].shape[0]
         parts = (["gamma"] if self.config.get("scale", True) else []) + \
                 (["beta"] if self.config.get("center", True) else []) + ["mean", "variance"]
         values = dict(zip(parts, self.arrays(index, [(n,)] * len(parts))))
-        epsilon = self.config.get("epsilon", 1e-3)
-        factor = values.get("gamma", 1.0) / np.sqrt(values["variance"] + np.float32(epsilon))
-        self.weights[f"{name}.kernel"] = (self.weights[f"{name}.kernel"] * factor).astype(
-            np.float32)
-        self.weights[f"{name}.bias"] = ((self.weights[f"{name}.bias"] - values["mean"]) * factor
-                                        + values.get("beta", 0.0)).astype(np.float32)
+        self.fold_batch_norm(values.get("gamma", 1.0), values.get("beta", 0.0), values["mean"],
+                             values["variance"], self.config.get("epsilon", 1e-3))
 
     # ---- shared steps ----
 
-    def add(self, record) -> None:
-        try:
-            self.shape = output_shape(record, self.shape)
-        except ConfigError as exc:
-            self.refuse(str(exc).split(") ", 1)[-1])
-        self.records.append(record)
-
-    def weighted(self, record, index: int, kernel_shape: tuple[int, ...]) -> None:
-        kind = "conv" if isinstance(record, Conv) else "dense"
-        # counted before reading: an unwritten HDF5 dataset takes no room in the file, but
-        # reading it would take all of its declared size
-        self.parameters += math.prod(kernel_shape) + kernel_shape[-1]
-        if self.parameters > MAX_PARAMETERS:
-            self.refuse(f"brings the model to {self.parameters:,} weights, more than the "
-                        f"{MAX_PARAMETERS:,} digitnet holds")
+    def read_weighted(self, record, index: int, kernel_shape: tuple[int, ...]) -> None:
+        """Add a Conv2D or Dense layer's record with its arrays (a zero bias where it has
+        none), counted before they are read: an unwritten HDF5 dataset takes no room in
+        the file, but reading it would take all of its declared size."""
+        self.budget(kernel_shape)
         if not self.config.get("use_bias", True):
             kernel, = self.arrays(index, [kernel_shape])
             bias = np.zeros(kernel_shape[-1], np.float32)
         else:
             kernel, bias = self.arrays(index, [kernel_shape, (kernel_shape[-1],)])
-        self.add(record)
-        self.last_weighted = f"{kind}_{self.counts[kind]}"
-        self.counts[kind] += 1
-        self.weights[f"{self.last_weighted}.kernel"] = kernel
-        self.weights[f"{self.last_weighted}.bias"] = bias
+        self.weighted(record, kernel, bias)
 
     def arrays(self, index: int, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
         """The layer's float32 arrays, each checked against its expected shape and for

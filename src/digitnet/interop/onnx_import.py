@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 
 from ..config import TrainConfig
-from ..errors import ConfigError, ModelFileError
+from ..errors import ModelFileError
 from ..extras import require
 from ..files import MAX_MODEL_BYTES, read_model_file
-from ..geometry import IMAGE_PIXELS, NUM_CLASSES, SIDE
-from ..network import (Activation, Conv, Dense, Dropout, Flatten, Normalize, Pool,
-                       conv_padding, output_shape, to_text)
+from ..geometry import IMAGE_PIXELS, SIDE
+from ..network import Activation, Conv, Dense, Dropout, Flatten, Pool, conv_padding
+from .sequence import SequenceBuilder
 
 ACTIVATION_OPS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 # the operators read (each has a _Name method), and how many inputs each needs at least
@@ -50,21 +50,16 @@ READ_OPS = {"Identity": 1, "Dropout": 1, "Sub": 2, "Div": 2, "Mul": 2, "Add": 2,
             "LogSoftmax": 1, "Gemm": 2, "MatMul": 2, "BatchNormalization": 5}
 
 
-class _Reader:
+class _Reader(SequenceBuilder):
     """Walks the graph's nodes in order, following the one tensor that carries the images."""
 
     def __init__(self, source: str, graph):
-        self.source, self.graph = source, graph
+        super().__init__(source)
+        self.graph = graph
         self.constants = {t.name: t for t in graph.initializer}
-        self.records: list = []
-        self.weights: dict[str, np.ndarray] = {}
-        self.counts = {"conv": 0, "dense": 0}
-        # what the network sees of a 0..1 pixel p: (p * scale - mean) / std (network.Normalize)
-        self.scale, self.mean, self.std = 1.0, 0.0, 1.0
         self.layout = ""  # 'raw' (N, 28, 28), 'nchw', 'nhwc' (transposed to flatten) or 'flat'
-        self.shape = (SIDE, SIDE, 1)  # digitnet's shape of what the next layer takes
         self.channels_first_flat: tuple[int, int, int] | None = None  # (C, H, W) order
-        self.pending_matmul = ""  # a MatMul's dense layer, waiting for its Add (the bias)
+        self.pending_bias = ""  # a MatMul's dense layer, whose Add may follow with its bias
         self.finished = False  # a Softmax or LogSoftmax was read: nothing may follow
         self.node = None
 
@@ -142,8 +137,7 @@ class _Reader:
         if current != graph.output[0].name:
             raise ModelFileError(f"{self.source}: the graph's output is not the end of its line "
                                  "of operators")
-        self.close_matmul()
-        return self.config(), self.weights
+        return self.finish("a Gemm or MatMul")
 
     def input_layout(self, value_info) -> str:
         dims = [d.dim_value if d.HasField("dim_value") else None
@@ -168,47 +162,12 @@ class _Reader:
         tensor.name = self.node.output[0]
         self.constants[tensor.name] = tensor
 
-    def config(self) -> TrainConfig:
-        if not self.records or not isinstance(self.records[-1], Dense):
-            raise ModelFileError(f"{self.source}: the graph does not end in a Gemm or MatMul")
-        if self.records[-1].width != NUM_CLASSES:
-            raise ModelFileError(f"{self.source}: the graph has {self.records[-1].width} "
-                                 f"outputs; a digit classifier has {NUM_CLASSES}")
-        normalize = Normalize(self.scale, self.mean, self.std)
-        if normalize != Normalize():
-            self.records.insert(0, normalize)
-        try:
-            return TrainConfig(model="layers", layers=to_text(tuple(self.records)))
-        except ConfigError as exc:
-            raise ModelFileError(f"{self.source}: {exc}") from None
-
-    def add(self, record) -> None:
-        try:
-            self.shape = output_shape(record, self.shape)
-        except ConfigError as exc:
-            self.refuse(str(exc).split(") ", 1)[-1])
-        self.records.append(record)
-
-    def weighted(self, record, kernel: np.ndarray, bias: np.ndarray) -> None:
-        kind = "conv" if isinstance(record, Conv) else "dense"
-        self.add(record)
-        name = f"{kind}_{self.counts[kind]}"
-        self.counts[kind] += 1
-        self.weights[f"{name}.kernel"] = np.ascontiguousarray(kernel, np.float32)
-        self.weights[f"{name}.bias"] = np.ascontiguousarray(bias, np.float32)
-
     def image(self) -> None:
         """Give a raw (N, 28, 28) input its channel axis, before an image operator."""
         if self.layout == "raw":
             self.refuse("takes the 28x28 input without a channel axis")
         if self.layout != "nchw":
             self.refuse("needs an image, but its input is flat")
-
-    def close_matmul(self) -> None:
-        if self.pending_matmul:
-            name, self.pending_matmul = self.pending_matmul, ""
-            self.weights.setdefault(f"{name}.bias", np.zeros(
-                self.weights[f"{name}.kernel"].shape[1], np.float32))
 
     # ---- one method per operator ----
 
@@ -219,39 +178,26 @@ class _Reader:
         ratio = self.attributes().get("ratio", 0.5)
         if len(self.node.input) > 1 and self.node.input[1]:
             ratio = self.number(self.node.input[1])
-        self.close_matmul()
+        self.pending_bias = ""
         self.add(Dropout(float(ratio)))
 
-    def normalising(self) -> bool:
-        """Whether nothing that changes the values came before (so a Sub, Div, Mul or Add
-        here is the input's normalisation)."""
-        return all(isinstance(r, (Flatten, Dropout)) for r in self.records)
-
-    # (p * scale - mean) / std, then one more step, is again of that form:
     def _Sub(self) -> None:
-        c = self.normalising_number()
-        self.mean += c * self.std
+        self.add_number(-self.normalising_number())
 
     def _Div(self) -> None:
-        c = self.normalising_number()
-        if c <= 0:
-            self.refuse("divides by a number that is not positive")
-        self.std *= c
+        self.divide(self.normalising_number())
 
     def _Mul(self) -> None:
-        c = self.normalising_number()
-        if c == 0:
-            self.refuse("multiplies by 0")
-        self.scale, self.mean = self.scale * c, self.mean * c
+        self.multiply(self.normalising_number())
 
     def _Add(self) -> None:
-        if self.pending_matmul:  # the bias of a MatMul's dense layer
-            name, self.pending_matmul = self.pending_matmul, ""
+        if self.pending_bias:  # the bias of a MatMul's dense layer
+            name, self.pending_bias = self.pending_bias, ""
             width = self.weights[f"{name}.kernel"].shape[1]
             self.weights[f"{name}.bias"] = self.constant(self.constant_input(), (width,)).astype(
                 np.float32)
             return
-        self.mean -= self.normalising_number() * self.std
+        self.add_number(self.normalising_number())
 
     def constant_input(self) -> str:
         [name] = [n for n in self.node.input if n in self.constants] or [""]
@@ -353,7 +299,7 @@ class _Reader:
         self.pooling("avg")
 
     def activation(self, name: str) -> None:
-        self.close_matmul()
+        self.pending_bias = ""
         self.add(Activation(name))
 
     def _Relu(self) -> None:
@@ -366,7 +312,7 @@ class _Reader:
         self.activation("tanh")
 
     def _Softmax(self) -> None:
-        self.close_matmul()
+        self.pending_bias = ""
         if self.attributes().get("axis", -1) not in (-1, 1):
             self.refuse("is not over the ten digits")
         self.finished = True
@@ -383,7 +329,7 @@ class _Reader:
         return kernel
 
     def _Gemm(self) -> None:
-        self.close_matmul()
+        self.pending_bias = ""
         a = self.attributes()
         if self.layout != "flat" or a.get("transA", 0):
             self.refuse("is not applied to a flat input")
@@ -405,7 +351,7 @@ class _Reader:
         self.weighted(Dense(width), self.dense_kernel(kernel), bias)
 
     def _MatMul(self) -> None:
-        self.close_matmul()
+        self.pending_bias = ""
         if self.layout != "flat":
             self.refuse("is not applied to a flat input")
         weight = self.constants.get(self.node.input[1])
@@ -413,26 +359,18 @@ class _Reader:
             self.refuse("has no 2-D constant weight as its second operand")
         width = int(weight.dims[1])
         kernel = self.constant(self.node.input[1], (self.shape[0], width))
-        self.add(Dense(width))
-        name = f"dense_{self.counts['dense']}"
-        self.counts["dense"] += 1
-        self.weights[f"{name}.kernel"] = self.dense_kernel(kernel).astype(np.float32)
-        self.pending_matmul = name
+        self.pending_bias = self.weighted(Dense(width), self.dense_kernel(kernel),
+                                          np.zeros(width, np.float32))
 
     def _BatchNormalization(self) -> None:
         """y = scale (x - mean) / sqrt(var + epsilon) + B, folded into the layer before."""
-        self.close_matmul()
-        if not self.records or not isinstance(self.records[-1], (Conv, Dense)):
+        self.pending_bias = ""
+        name = self.last_weighted
+        if name is None:
             self.refuse("does not follow a Conv, Gemm or MatMul, so it cannot be folded")
-        kind = "conv" if isinstance(self.records[-1], Conv) else "dense"
-        name = f"{kind}_{self.counts[kind] - 1}"
         n = self.weights[f"{name}.bias"].shape[0]
         gamma, beta, mean, var = (self.constant(i, (n,)) for i in self.node.input[1:5])
-        factor = gamma / np.sqrt(var + np.float32(self.attributes().get("epsilon", 1e-5)))
-        self.weights[f"{name}.kernel"] = (self.weights[f"{name}.kernel"] * factor).astype(
-            np.float32)
-        self.weights[f"{name}.bias"] = ((self.weights[f"{name}.bias"] - mean) * factor
-                                        + beta).astype(np.float32)
+        self.fold_batch_norm(gamma, beta, mean, var, self.attributes().get("epsilon", 1e-5))
 
 
 def load_onnx_model(path: str | os.PathLike, input_scale: float | None = None,
