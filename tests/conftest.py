@@ -57,6 +57,15 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def random_weights(cfg, seed: int = 0) -> dict[str, np.ndarray]:
+    """Weights for every array the network `cfg` describes, drawn from N(0, 0.3)."""
+    from digitnet.network import tensor_shapes
+
+    rng = np.random.default_rng(seed)
+    return {n: rng.normal(0, 0.3, s).astype(np.float32)
+            for n, s in tensor_shapes(cfg.network).items()}
+
+
 @pytest.fixture(scope="session")
 def tiny_mnist() -> MnistData:
     """A small MNIST-shaped data set of drawn digits: 600 training and 200 test images."""

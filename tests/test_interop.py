@@ -12,8 +12,9 @@ from digitnet.config import TrainConfig
 from digitnet.errors import DigitnetError
 from digitnet.interop import export_model
 from digitnet.modelfile import save_model
-from digitnet.network import tensor_shapes
 from digitnet.predict import Predictor
+
+from conftest import random_weights
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported; no TensorFlow here
 
@@ -22,12 +23,6 @@ CONFIGS = [TrainConfig(hidden=(32, 16)), TrainConfig(model="cnn", conv=(8, 16), 
            TrainConfig(hidden=(20, 12), activation="tanh"),
            TrainConfig(model="cnn", conv=(6, 12), dense=(16,), activation="sigmoid", pool="avg")]
 IDS = ["mlp", "cnn", "cnn-deep", "mlp-tanh", "cnn-sigmoid-avg"]
-
-
-def random_weights(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    return {n: rng.normal(0, 0.3, s).astype(np.float32)
-            for n, s in tensor_shapes(cfg.network).items()}
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ from digitnet.network import (Activation, Conv, Dense, Dropout, Flatten, Normali
 from digitnet.predict import Predictor
 from digitnet.training.networks import build_model, export_weights, import_weights
 
+from conftest import random_weights
+
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported; no TensorFlow here
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -49,12 +51,6 @@ FAMILY_IDS = ["mlp", "mlp-sigmoid", "cnn", "cnn-deep", "cnn-tanh-avg"]
 
 def layers_config(text: str, seed: int = 0) -> TrainConfig:
     return TrainConfig(model="layers", layers=text, seed=seed)
-
-
-def random_weights(cfg: TrainConfig, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {n: rng.normal(0, 0.3, s).astype(np.float32)
-            for n, s in tensor_shapes(cfg.network).items()}
 
 
 @pytest.fixture(scope="module")

@@ -228,21 +228,11 @@ def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _read_image(path: Path):
-    """The image file `path` decoded and prepared: (the image, its PreparedImage). Only a
-    regular file is read (a FIFO would block), and at most MAX_IMAGE_BYTES of it."""
-    from .errors import ImageError
-    from .files import MAX_IMAGE_BYTES, read_file
+    """The image file `path` decoded and prepared: (the image, its PreparedImage); open_image
+    reads only a regular file (a FIFO would block), and at most MAX_IMAGE_BYTES of it."""
     from .preprocess import open_image, prepare_image
 
-    try:
-        content = read_file(path, MAX_IMAGE_BYTES)
-    except FileNotFoundError:
-        raise ImageError("no such file") from None
-    except IsADirectoryError:
-        raise ImageError("a folder, not an image") from None
-    except OSError as exc:
-        raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
-    original = open_image(content)
+    original = open_image(path)
     return original, prepare_image(original)
 
 
