@@ -93,7 +93,7 @@ class Predictor:
         self.network = config.network
         # fitted on the validation split after training (calibration.py); 1 for a model
         # file written before calibration, or one trained with the test set as validation
-        self.temperature = float(self.results.get("calibration", {}).get("temperature", 1.0))
+        self.temperature = float((self.results.get("calibration") or {}).get("temperature", 1.0))
         # a top probability under this is refused as not a digit (chosen on the validation
         # split after training); None, for files without one: nothing is refused
         self.refuse_below = (self.results.get("refusal") or {}).get("threshold")
