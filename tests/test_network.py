@@ -1,10 +1,10 @@
 """A network is a layer sequence: its text form, its checks, the families that make one, every
 backend computing the same network, and model files of every format version."""
 
+import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,6 @@ from digitnet.training.networks import build_model, export_weights, import_weigh
 from conftest import random_weights
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported; no TensorFlow here
-FIXTURES = Path(__file__).parent / "fixtures"
 
 # One network per layer kind, each using that kind in the ways it can be set.
 BY_KIND = {
@@ -299,14 +298,83 @@ def test_a_model_file_round_trips_with_its_layer_sequence(cfg, tmp_path, tiny_mn
         Predictor.load(tmp_path / "m.safetensors").probabilities(tiny_mnist.test_images))
 
 
-@pytest.mark.parametrize("name", ["format2-mlp", "format2-cnn", "format2-cnn-avg"])
-def test_model_files_written_before_layer_sequences_predict_as_they_did(name):
-    """tests/fixtures holds model files written by digitnet at commit cfe2481 (format 2),
-    with the probabilities that digitnet computed for them then."""
-    images = np.load(FIXTURES / "format2-images.npy")
-    expected = np.load(FIXTURES / f"{name}-probabilities.npy")
-    predictor = Predictor.load(FIXTURES / f"{name}.safetensors")
-    np.testing.assert_allclose(predictor.probabilities(images), expected, rtol=1e-6, atol=1e-7)
+# The config fields digitnet wrote into format 2 model files (commit cfe2481), the same for
+# every family; each family's own fields are added below.
+FORMAT_2_COMMON = {
+    "adam_form": "keras", "augment": False, "augment_strength": 1.0, "batch_size": 32,
+    "early_stopping": 0, "epochs": 10, "keep": "last", "label_smoothing": 0.0, "lr": 0.001,
+    "lr_schedule": "constant", "monitor": "val_loss", "pen_digits": 0, "printed_digits": 0,
+    "seed": 0, "val_fraction": 0.1, "validate_on": "last", "weight_decay": 0.0,
+    "writing_variants": False}
+FORMAT_2_FILES = {
+    "mlp-tanh": {"model": "mlp", "hidden": [16, 8], "activation": "tanh"},
+    "cnn": {"model": "cnn", "conv": [4, 6], "convs_per_block": 1, "dense": [12], "pool": "max",
+            "activation": "relu"},
+    "cnn-avg-sigmoid": {"model": "cnn", "conv": [3, 4, 5], "convs_per_block": 2, "dense": [],
+                        "pool": "avg", "activation": "sigmoid"},
+}
+
+
+def _format_2_network(fields, rng):
+    """The tensors a format 2 file of these config fields holds, named and shaped as that
+    release's families made them, and its forward pass written out with XLA's own
+    convolution and pooling (independent of digitnet.network and digitnet.forward)."""
+    from jax import lax
+
+    from digitnet.training.networks import ACTIVATIONS
+
+    activation = ACTIVATIONS[fields["activation"]]
+    shapes, channels, side, convs = {}, 1, 28, []
+    for out in fields.get("conv", []):
+        for k in range(fields["convs_per_block"]):
+            shapes[f"conv_{len(convs)}.kernel"] = (3, 3, channels, out)
+            shapes[f"conv_{len(convs)}.bias"] = (out,)
+            convs.append(k == fields["convs_per_block"] - 1)  # pools after it
+            channels = out
+        side //= 2
+    widths = [side * side * channels if convs else 784,
+              *fields.get("dense", fields.get("hidden", [])), 10]
+    for i, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+        shapes[f"dense_{i}.kernel"], shapes[f"dense_{i}.bias"] = (n_in, n_out), (n_out,)
+    weights = {n: rng.normal(0, 0.3, s).astype(np.float32) for n, s in shapes.items()}
+
+    def logits(images):
+        x = jnp.asarray(images, jnp.float32).reshape(-1, 28, 28, 1) / 255
+        window = (1, 2, 2, 1)
+        for i, pools in enumerate(convs):
+            x = lax.conv_general_dilated(x, weights[f"conv_{i}.kernel"], (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x = activation(x + weights[f"conv_{i}.bias"])
+            if pools and fields["pool"] == "max":
+                x = lax.reduce_window(x, -jnp.inf, lax.max, window, window, "VALID")
+            elif pools:
+                x = lax.reduce_window(x, 0.0, lax.add, window, window, "VALID") / 4
+        x = x.reshape(len(x), -1)
+        for i in range(len(widths) - 1):
+            x = x @ weights[f"dense_{i}.kernel"] + weights[f"dense_{i}.bias"]
+            x = activation(x) if i < len(widths) - 2 else x
+        return np.asarray(x)
+
+    return weights, logits
+
+
+@pytest.mark.parametrize("name", list(FORMAT_2_FILES))
+def test_model_files_written_before_layer_sequences_predict_as_they_did(name, tmp_path):
+    """A format 2 file, its metadata as cfe2481 wrote it (family, config JSON, results),
+    loads and predicts what its network computes (checked by hand against cfe2481's own
+    code on 2026-12-03: files it wrote give the same probabilities, to the bit)."""
+    fields = {**FORMAT_2_COMMON, **FORMAT_2_FILES[name]}
+    weights, logits = _format_2_network(fields, np.random.default_rng(2026))
+    _write(tmp_path / "old.safetensors", weights, {
+        "format": "digitnet-model", "format_version": "2", "family": fields["model"],
+        "config": json.dumps(fields, indent=2, sort_keys=True),
+        "results": '{"test_accuracy": 0.5}'})
+    images = np.random.default_rng(1).integers(0, 256, (8, 28, 28)).astype(np.uint8)
+    predictor = Predictor.load(tmp_path / "old.safetensors")
+    assert predictor.temperature == 1.0 and predictor.refuse_below is None
+    np.testing.assert_allclose(predictor.probabilities(images), _softmax(logits(images)),
+                               rtol=1e-5, atol=1e-6)
+    assert [p.digit for p in predictor.predict(images)] == list(logits(images).argmax(1))
 
 
 # The metadata digitnet 0.1.0 (commit 3466e11, before model families) wrote, byte for byte:
