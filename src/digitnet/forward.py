@@ -57,9 +57,9 @@ def pool(x: np.ndarray, layer: Pool) -> np.ndarray:
 
 
 def logits(layers: Network, weights: dict[str, np.ndarray], images: np.ndarray) -> np.ndarray:
-    """float32 (N, 10) logits of float32 (N, 784) images in [0, 1]."""
-    # a copy of the images, which the layers below may change in place
-    x = np.array(images, np.float32).reshape(len(images), SIDE, SIDE, 1)
+    """float32 (N, 10) logits of float32 (N, 784) images in [0, 1], which the layers may
+    overwrite (an activation works in place): pass a copy of what must be kept."""
+    x = images.reshape(len(images), SIDE, SIDE, 1)
     names = weight_names(layers)
     pooled_early: set[int] = set()
     for i, layer in enumerate(layers):

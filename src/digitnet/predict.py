@@ -117,7 +117,7 @@ class Predictor:
     def logits(self, images: np.ndarray) -> np.ndarray:
         """float32 (N, 10) logits for (N, 28, 28) or (N, 784) images (see as_unit_batch), as
         the network computes them (before the calibration's temperature)."""
-        x = as_unit_batch(images)
+        x = as_unit_batch(images)  # a new array, which the forward pass may overwrite
         out = np.empty((len(x), NUM_CLASSES), np.float32)
         step = forward.batch_size(self.network)
         for start in range(0, len(x), step):
