@@ -24,6 +24,7 @@ ADAM_FORMS = ("keras", "paper")  # where Adam's epsilon goes: see optim.py
 MONITORS = ("val_loss", "val_accuracy")  # what early stopping and --keep best watch
 KEEP = ("last", "best")
 MAX_PEN_DIGITS = 5000  # of each digit: as many as MNIST has
+MAX_NOT_DIGITS = 60000  # as many as MNIST's training digits
 
 
 def _opt(help: str, *, choices: tuple[str, ...] | None = None,
@@ -127,9 +128,17 @@ class TrainConfig:
                       "random proportions, slants and pen widths (0 = none)",
                       bounds=(0, MAX_PEN_DIGITS)),
     )
+    not_digits: int = field(
+        default=0,
+        metadata=_opt("generated non-digits (letters, scribbles, shapes, several digits side by "
+                      "side, specks) added to the training split with a uniform target: the "
+                      "network learns to be unsure of them, and the refusal threshold then "
+                      "refuses them (0 = none)", bounds=(0, MAX_NOT_DIGITS)),
+    )
     seed: int = field(
         default=0,
-        metadata=_opt("seeds initialisation, shuffling, the 'split' hold-out and the pen digits"),
+        metadata=_opt("seeds initialisation, shuffling, the 'split' hold-out, the pen digits "
+                      "and the non-digits"),
     )
     val_fraction: float = field(
         default=0.1, metadata=_opt("fraction of the training set held out for validation",

@@ -34,7 +34,7 @@ from ..metrics import loss_and_accuracy
 from ..network import Dropout
 from ..predict import Predictor
 from .augment import augment_batch
-from .batches import Split, epoch_batches, split_for_training
+from .batches import NOT_A_DIGIT, Split, epoch_batches, split_for_training
 from .networks import (TrainingNetwork, build_model, export_weights, import_weights,
                        training_network)
 from .optim import adam
@@ -87,9 +87,12 @@ def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Sche
 
 
 def _loss_terms(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
+    """Cross-entropy against each digit's (smoothed) one-hot target, and against the
+    uniform target for a non-digit (label NOT_A_DIGIT: see not_digits.py)."""
     targets = jax.nn.one_hot(labels, NUM_CLASSES)
     if smoothing:
         targets = optax.smooth_labels(targets, smoothing)
+    targets = jnp.where((labels == NOT_A_DIGIT)[:, None], 1.0 / NUM_CLASSES, targets)
     return optax.softmax_cross_entropy(logits, targets)
 
 
@@ -99,9 +102,9 @@ def _to_unit_float(images_uint8: jax.Array) -> jax.Array:
 
 def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
                   schedule: optax.Schedule):
-    """A jitted function (state, images, labels, epoch) -> (state, mean loss, accuracy,
-    learning rate at the epoch's last step), taking one epoch's images and labels in their
-    visiting order (see epoch_batches).
+    """A jitted function (state, images, labels, epoch) -> (state, mean loss, accuracy on the
+    digits, learning rate at the epoch's last step), taking one epoch's images and labels in
+    their visiting order (see epoch_batches).
 
     The dataset is an argument, not a closed-over constant: a constant would be baked into
     the compiled program and make compilation several times slower."""
@@ -128,15 +131,16 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
             (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
             optimizer.update(model, grads)
             correct = jnp.sum((jnp.argmax(logits, -1) == y) * weights)
-            return nnx.state((model, optimizer)), (loss * jnp.sum(weights), correct)
+            digits = jnp.sum((y != NOT_A_DIGIT) * weights)
+            return nnx.state((model, optimizer)), (loss * jnp.sum(weights), correct, digits)
 
         # the padding at the end fills the short last batch with weight-0 images
         weights = (jnp.arange(steps * batch) < n_train).astype(jnp.float32)
         xs = (images.reshape(steps, batch, -1), labels.reshape(steps, batch),
               weights.reshape(steps, batch),
               jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), epoch), steps))
-        state, (loss_sums, correct) = jax.lax.scan(step, state, xs)
-        return (state, jnp.sum(loss_sums) / n_train, jnp.sum(correct) / n_train,
+        state, (loss_sums, correct, digits) = jax.lax.scan(step, state, xs)
+        return (state, jnp.sum(loss_sums) / n_train, jnp.sum(correct) / jnp.sum(digits),
                 schedule(epoch * steps - 1))
 
     return run_epoch
