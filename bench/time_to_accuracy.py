@@ -2,8 +2,8 @@
 first reaches 98 %, 99 % and 99.5 %, measured in one run.
 
     .venv/bin/python bench/time_to_accuracy.py [--data-dir DIR] [--recipes tutorial,fast,cnn]
-        [--seeds 0,1,2] [--second-run] [--references pytorch,keras] --plot CURVES.png
-        [--json CURVES.json]
+        [--seeds 0,1,2] [--second-run] [--references pytorch,keras] [--stop-at 0.99]
+        --plot CURVES.png [--json CURVES.json]
 
 The programs, each a fresh process timed from just before it starts (interpreter start,
 imports, reading MNIST and compilation are part of its time), one after the other:
@@ -83,18 +83,20 @@ def start(cmd: list[str], env: dict, folder: Path) -> tuple[subprocess.Popen, fl
         return subprocess.Popen(cmd, stdout=out, stderr=err, env=env), started
 
 
-def finish(proc: subprocess.Popen, started: float, folder: Path) -> tuple[float, str]:
-    """Wait for `proc`; its wall seconds and stdout. Fails loudly on error."""
+def finish(proc: subprocess.Popen, started: float, folder: Path,
+           stopped: bool = False) -> tuple[float, str]:
+    """Wait for `proc`; its wall seconds and stdout. Fails loudly on error (unless it was
+    `stopped` here)."""
     code = proc.wait()
     wall = time.time() - started
-    if code != 0:
+    if code != 0 and not stopped:
         tail = (folder / "stderr").read_text(errors="replace")[-3000:]
         sys.exit(f"{' '.join(map(str, proc.args))} failed ({code}):\n{tail}")
     return wall, (folder / "stdout").read_text(errors="replace")
 
 
 def run_reference(name: str, data_dir: Path, work: Path, epochs: int | None,
-                  train_images: int) -> Curve:
+                  train_images: int, stop_at: float | None = None) -> Curve:
     label, program, venv, requirements = REFERENCES[name]
     python = reference_venv(BENCH_VENVS / venv, *requirements) / "bin" / "python"
     cmd = [str(python), str(ROOT / "bench" / program), str(data_dir)]
@@ -103,19 +105,43 @@ def run_reference(name: str, data_dir: Path, work: Path, epochs: int | None,
     folder = work / name
     folder.mkdir()
     proc, started = start(cmd, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, folder)
-    wall, stdout = finish(proc, started, folder)
+    stopped = stop_at is not None and _stop_once_reached(proc, folder / "stdout", stop_at)
+    wall, stdout = finish(proc, started, folder, stopped)
     curve = Curve(label, wall)
+    for point in _test_lines(stdout):
+        curve.epochs.append(point["epoch"])
+        curve.seconds.append(point["time"] - started)
+        curve.accuracy.append(point["test_accuracy"])
+        curve.note = next(f"{k} {point[k]}" for k in ("torch", "keras") if k in point)
+    if not curve.epochs:
+        sys.exit(f"{' '.join(cmd)} printed no test results")
+    if stopped:
+        curve.note += f"; stopped once it reached {stop_at:.1%}: 'wall' is until then"
+    return curve
+
+
+def _test_lines(stdout: str) -> list[dict]:
+    """The test results a reference program printed, one per epoch."""
+    points = []
     for line in stdout.splitlines():
         _, marker, rest = line.partition("TEST {")  # Keras' progress may precede it
         if marker:
-            point = json.loads("{" + rest)
-            curve.epochs.append(point["epoch"])
-            curve.seconds.append(point["time"] - started)
-            curve.accuracy.append(point["test_accuracy"])
-            curve.note = next(f"{k} {point[k]}" for k in ("torch", "keras") if k in point)
-    if not curve.epochs:
-        sys.exit(f"{' '.join(cmd)} printed no test results")
-    return curve
+            points.append(json.loads("{" + rest))
+    return points
+
+
+def _stop_once_reached(proc: subprocess.Popen, stdout: Path, target: float) -> bool:
+    """Wait for `proc`, ending it once its printed test accuracy reaches `target`; whether
+    it was ended so."""
+    while proc.poll() is None:
+        text = stdout.read_text(errors="replace")
+        complete = text[:text.rfind("\n") + 1]  # a line being written is read next time
+        if any(p["test_accuracy"] >= target for p in _test_lines(complete)):
+            proc.terminate()
+            proc.wait()
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def run_digitnet(recipe: str, seed: int, data_dir: Path, work: Path, epochs: int | None,
@@ -276,6 +302,9 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, required=True,
                         help="where to draw the curves (a PNG file)")
     parser.add_argument("--json", type=Path, help="also write the curves here")
+    parser.add_argument("--stop-at", type=float,
+                        help="end each reference program once its test accuracy reaches this "
+                             "fraction (its time to it is measured; the rest is not run)")
     parser.add_argument("--epochs", type=int,
                         help="for checking this script: train every program this many epochs")
     parser.add_argument("--train-images", type=int, default=0,
@@ -295,8 +324,8 @@ def main() -> None:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="digitnet-tta-") as tmp:
         work = Path(tmp)
-        curves = [run_reference(name, args.data_dir, work, args.epochs, args.train_images)
-                  for name in references]
+        curves = [run_reference(name, args.data_dir, work, args.epochs, args.train_images,
+                                args.stop_at) for name in references]
         runs = []
         for recipe in recipes:
             for seed in seeds:

@@ -86,13 +86,16 @@ def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Sche
     return optax.constant_schedule(cfg.lr)
 
 
-def _loss_terms(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
-    """Cross-entropy against each digit's (smoothed) one-hot target, and against the
-    uniform target for a non-digit (label NOT_A_DIGIT: see not_digits.py)."""
+def _loss_terms(logits: jax.Array, labels: jax.Array, smoothing: float,
+                not_digits: bool = False) -> jax.Array:
+    """Cross-entropy against each digit's (smoothed) one-hot target and, where `not_digits`
+    may be among the labels (NOT_A_DIGIT: see not_digits.py), against the uniform target for
+    those. (Without them the program is the one it always was, to the bit.)"""
     targets = jax.nn.one_hot(labels, NUM_CLASSES)
     if smoothing:
         targets = optax.smooth_labels(targets, smoothing)
-    targets = jnp.where((labels == NOT_A_DIGIT)[:, None], 1.0 / NUM_CLASSES, targets)
+    if not_digits:
+        targets = jnp.where((labels == NOT_A_DIGIT)[:, None], 1.0 / NUM_CLASSES, targets)
     return optax.softmax_cross_entropy(logits, targets)
 
 
@@ -111,6 +114,7 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
     batch = cfg.batch_size
     steps = -(-n_train // batch)
     drops = any(isinstance(layer, Dropout) and layer.rate > 0 for layer in cfg.network)
+    n_digits = n_train - cfg.not_digits  # the non-digits come last in the split (batches.py)
 
     @jax.jit
     def run_epoch(state, images, labels, epoch):
@@ -125,22 +129,21 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
             def loss_fn(model):
                 # the dropout masks are drawn from the step's key, apart from the augmentation's
                 logits = model(x, jax.random.fold_in(step_key, 1)) if drops else model(x)
-                per_image = _loss_terms(logits, y, cfg.label_smoothing)
+                per_image = _loss_terms(logits, y, cfg.label_smoothing, cfg.not_digits > 0)
                 return jnp.sum(per_image * weights) / jnp.sum(weights), logits
 
             (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
             optimizer.update(model, grads)
             correct = jnp.sum((jnp.argmax(logits, -1) == y) * weights)
-            digits = jnp.sum((y != NOT_A_DIGIT) * weights)
-            return nnx.state((model, optimizer)), (loss * jnp.sum(weights), correct, digits)
+            return nnx.state((model, optimizer)), (loss * jnp.sum(weights), correct)
 
         # the padding at the end fills the short last batch with weight-0 images
         weights = (jnp.arange(steps * batch) < n_train).astype(jnp.float32)
         xs = (images.reshape(steps, batch, -1), labels.reshape(steps, batch),
               weights.reshape(steps, batch),
               jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), epoch), steps))
-        state, (loss_sums, correct, digits) = jax.lax.scan(step, state, xs)
-        return (state, jnp.sum(loss_sums) / n_train, jnp.sum(correct) / jnp.sum(digits),
+        state, (loss_sums, correct) = jax.lax.scan(step, state, xs)
+        return (state, jnp.sum(loss_sums) / n_train, jnp.sum(correct) / n_digits,
                 schedule(epoch * steps - 1))
 
     return run_epoch
