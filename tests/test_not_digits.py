@@ -54,11 +54,11 @@ def test_not_digits_join_the_training_split_only_with_their_own_label(tiny_mnist
 def test_a_non_digit_is_taught_the_uniform_target():
     logits = jnp.array([[2.0, 0, 0, 0, 0, 0, 0, 0, 0, -1.0], [0.0] * 10])
     labels = jnp.array([NOT_A_DIGIT, NOT_A_DIGIT])
-    loss = _loss_terms(logits, labels, 0.1)
+    loss = _loss_terms(logits, labels, 0.1, not_digits=True)
     uniform = np.log(10.0)  # the cross-entropy of the uniform target on even logits
     assert float(loss[1]) == pytest.approx(uniform, rel=1e-6)
     assert float(loss[0]) > uniform  # any preference for a digit costs more
-    digit = _loss_terms(logits, jnp.array([0, 0]), 0.0)
+    digit = _loss_terms(logits, jnp.array([0, 0]), 0.0, not_digits=True)
     assert float(digit[0]) < float(digit[1])  # digits keep their one-hot target
 
 
