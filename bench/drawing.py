@@ -247,7 +247,8 @@ def serve(run_dir: str) -> tuple[subprocess.Popen, str]:
 
 def read_all(page, url: str, items: list[dict], screenshots: Path | None = None) -> list[str]:
     page.goto(url + "/")
-    page.evaluate("document.getElementById('pad').addEventListener('pointerup', "
+    # functions, not expressions: the page's CSP forbids the eval an expression would need
+    page.evaluate("() => document.getElementById('pad').addEventListener('pointerup', "
                   "() => { window.penLiftedAt = performance.now(); })")
     answers = []
     for number, item in enumerate(items):
@@ -260,16 +261,16 @@ def read_all(page, url: str, items: list[dict], screenshots: Path | None = None)
                 page.mouse.move(box["x"] + x, box["y"] + y, steps=item["steps"])
             page.mouse.up()
         # the answer the page shows as final for the drawing as it is after the last stroke
-        page.wait_for_function("document.getElementById('digit').dataset.final === 'true' && "
-                               "Number(document.getElementById('digit').dataset.finalAt) > "
-                               "window.penLiftedAt", timeout=10_000)
+        page.wait_for_function("() => document.getElementById('digit').dataset.final === "
+                               "'true' && Number(document.getElementById('digit').dataset"
+                               ".finalAt) > window.penLiftedAt", timeout=10_000)
         answers.append(page.locator("#digit").text_content())
         if screenshots is not None:
             screenshots.mkdir(parents=True, exist_ok=True)
             name = f"{number:03d}-{item['style'].replace(' ', '-')}-read-{answers[-1]}.png"
             page.locator("main").screenshot(path=str(screenshots / name))
         page.click("#clear")
-        page.wait_for_function("document.getElementById('digit').textContent === '?'")
+        page.wait_for_function("() => document.getElementById('digit').textContent === '?'")
     return answers
 
 

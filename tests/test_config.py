@@ -70,7 +70,7 @@ def test_the_handwriting_recipe_is_the_cnn_recipe_with_the_ways_of_writing_and_n
     # `handwriting` had been chosen
     assert recipe("handwriting") == recipe("cnn").replace(
         writing_variants=True, printed_digits=20, pen_digits=500, weight_decay=0.0, epochs=15,
-        not_digits=12000)
+        not_digits=18000)
 
 
 def test_unknown_recipe():

@@ -13,7 +13,8 @@ The kinds, each drawn from its own random stream:
 - scribbles: smooth random strokes, each through many points;
 - shapes: polygons, stars, hatchings and grids (no circles or ovals: a 0);
 - several digits: two or three pen digits side by side in one image;
-- specks: scattered blobs.
+- specks: scattered blobs;
+- noise: grey noise, smoothed at a random scale.
 The letters people write like digits (O o Q D I l i j J S s Z z B b G g q T y) are left out:
 nobody can tell them from digits. Everything goes through `prepare_image`, as a user's
 picture does. The refusal benchmark (bench/refusal.py) has its own generators and prints its
@@ -167,14 +168,22 @@ def _specks(rng: np.random.Generator) -> Image.Image:
     return canvas
 
 
+def _noise(rng: np.random.Generator) -> Image.Image:
+    """Grey noise, smoothed at a random scale (from single pixels to blotches)."""
+    cells = int(rng.integers(6, CANVAS // 2))
+    field = rng.uniform(0, 255, (cells, cells)).astype(np.uint8)
+    return Image.fromarray(field).resize((CANVAS, CANVAS), Image.Resampling.BICUBIC)
+
+
 # each kind, and its share of the non-digits
 KINDS: dict[str, tuple[Callable[[np.random.Generator], Image.Image], float]] = {
-    "pen letters": (_pen_letter, 0.35),
+    "pen letters": (_pen_letter, 0.3),
     "printed letters": (_printed_letter, 0.2),
     "scribbles": (_scribble, 0.15),
     "shapes": (_shape, 0.1),
     "several digits": (_several_digits, 0.15),
     "specks": (_specks, 0.05),
+    "noise": (_noise, 0.05),
 }
 
 
