@@ -9,7 +9,9 @@ through XLA's collectives: NCCL between GPUs, gloo over TCP between CPUs.
 `train` never calls it: the CLI does, when asked (`digitnet train --coordinator ...`).
 
 What a failure looks like, measured on this machine (docs/training.md):
-- a coordinator that cannot be reached: initialize gives up after `timeout` seconds;
+- a coordinator that cannot be reached: the other processes give up after `timeout`
+  seconds; process 0, waiting for peers that do not come, is ended by JAX's runtime after
+  `timeout` seconds (DEADLINE_EXCEEDED, SIGABRT);
 - a peer that dies: the survivors' next collective fails at once (gloo's connection is
   closed), which `lost_peer` recognises; where the coordinator itself died, JAX's runtime
   ends the survivors at once with its own message (SIGABRT);
@@ -20,6 +22,9 @@ What a failure looks like, measured on this machine (docs/training.md):
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import time
 
 import jax
 import numpy as np
@@ -40,6 +45,9 @@ def start_processes(coordinator: str | None = None, num_processes: int | None = 
     if process_id is not None and num_processes is not None and not (
             0 <= process_id < num_processes):
         raise ConfigError(f"the process id must be in 0..{num_processes - 1}, got {process_id}")
+    coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if coordinator and process_id:
+        _wait_for_coordinator(coordinator, timeout)
     # CPUs exchange gradients over TCP through gloo (GPUs use NCCL whatever this says)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
@@ -54,6 +62,26 @@ def start_processes(coordinator: str | None = None, num_processes: int | None = 
         raise DigitnetError(f"this process was told of {num_processes} processes, the "
                             f"coordinator of {jax.process_count()}: give every process the "
                             "same --num-processes")
+
+
+def _wait_for_coordinator(address: str, timeout: float) -> None:
+    """Return once the coordinator at HOST:PORT accepts connections; DigitnetError after
+    `timeout` seconds. (JAX's own client, given an address nobody answers at, ends the
+    process with SIGABRT instead of raising.)"""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"the coordinator address must be HOST:PORT, got {address!r}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise DigitnetError(f"no coordinator answered at {address} within {timeout} s "
+                                    f"({exc.strerror or exc}): start process 0 first, and "
+                                    "check the address and that the port is open") from None
+            time.sleep(0.25)
 
 
 def agree_across_processes(cfg: TrainConfig, devices: int | str | None, epoch: int) -> None:
