@@ -116,15 +116,18 @@ def run_reference(name: str, data_dir: Path, work: Path, epochs: int | None,
     return curve
 
 
-def run_digitnet(recipe: str, data_dir: Path, work: Path, epochs: int | None) -> dict:
-    """`digitnet train --recipe RECIPE` with each epoch's checkpoint kept (module docstring):
-    the wall time, and (epoch, checkpoint file, its seconds since the start) for each."""
+def run_digitnet(recipe: str, data_dir: Path, work: Path, epochs: int | None,
+                 devices: str | None = None) -> dict:
+    """`digitnet train --recipe RECIPE [--devices DEVICES]` with each epoch's checkpoint kept
+    (module docstring): the wall time, and (epoch, checkpoint file, its seconds since the
+    start) for each."""
     folder = work / recipe
     run, kept = folder / "run", folder / "checkpoints"
     kept.mkdir(parents=True)
     cmd = [sys.executable, "-m", "digitnet", "train", "--recipe", recipe, "--no-plots",
            "--out", str(run), "--data-dir", str(data_dir), "--no-download"]
     cmd += ["--epochs", str(epochs)] if epochs else []
+    cmd += ["--devices", devices] if devices else []
     env = {**os.environ, "DIGITNET_CACHE_DIR": str(folder / "cache")}  # empty: a first run
     proc, started = start(cmd, env, folder)
     checkpoint, seen, captured = run / "checkpoint.safetensors", None, []
@@ -253,6 +256,9 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, required=True,
                         help="where to draw the curves (a PNG file)")
     parser.add_argument("--json", type=Path, help="also write the curves here")
+    parser.add_argument("--devices", metavar="N|all",
+                        help="digitnet's runs split every batch over these devices "
+                             "(`digitnet train --devices`; default: one)")
     parser.add_argument("--epochs", type=int,
                         help="for checking this script: train every program this many epochs")
     parser.add_argument("--train-images", type=int, default=0,
@@ -273,7 +279,8 @@ def main() -> None:
         work = Path(tmp)
         curves = [run_reference(name, args.data_dir, work, args.epochs, args.train_images)
                   for name in references]
-        runs = [run_digitnet(recipe, args.data_dir, work, args.epochs) for recipe in recipes]
+        runs = [run_digitnet(recipe, args.data_dir, work, args.epochs, args.devices)
+                for recipe in recipes]
         load_after = os.getloadavg()
         curves += [digitnet_curve(result, data) for result in runs]  # after all the timing
     print(f"\n{os.cpu_count()} cores; load average {load[0]:.1f} before, {load_after[0]:.1f} "

@@ -1,0 +1,102 @@
+"""Training steps per second on 1 device, 2 devices and 2 processes of this machine's CPU.
+
+    .venv/bin/python bench/devices.py [--recipes tutorial,cnn] [--epochs 3]
+
+Each setting trains every recipe in a fresh process, as `digitnet train` would (with its
+training_speedups), for --epochs epochs of the recipe's own batch size:
+- 1 device: `--devices 1`, today's program (the MLP recipes pinned to one core);
+- 2 devices: `--devices 2` on two host devices that XLA is told to make
+  (--xla_force_host_platform_device_count=2), each batch split in halves;
+- 2 processes: two processes of one device each on 127.0.0.1, joined by JAX's distributed
+  runtime, the gradients summed through gloo over TCP.
+
+Steps per second = steps of an epoch / the median epoch time after the first (which
+compiles); an epoch's time includes nothing but training, the validation of the previous
+epoch running beside it. On 2 cores, shared by both devices, expect no gain: a step of the
+CNN already keeps both cores busy, and splitting a batch makes every product smaller.
+On a machine with several GPUs, `--devices all` is what this measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+
+# One training, in a process of its own: argv is recipe, epochs, devices, [port, process id]
+WORKER = """
+import json, sys
+recipe_name, epochs, devices = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if len(sys.argv) > 4:
+    from digitnet.training.distributed import start_processes
+    start_processes(f"127.0.0.1:{sys.argv[4]}", 2, int(sys.argv[5]), timeout=60)
+from digitnet import load_mnist, recipe
+from digitnet.training import train, training_speedups, validation_size
+from digitnet.training.devices import data_parallel, describe_devices
+
+cfg = recipe(recipe_name).replace(epochs=epochs, early_stopping=0)
+with training_speedups(cfg, devices):
+    where = describe_devices(data_parallel(cfg, devices))
+    data = load_mnist(download=False)
+    result = train(cfg, data, devices=devices)
+n_train = len(data.train_images) - validation_size(cfg, len(data.train_images))
+print(json.dumps({"seconds": [r.seconds for r in result.history], "where": where,
+                  "steps": -(-n_train // cfg.batch_size)}))
+"""
+
+
+def _run(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WORKER, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=1800)
+    if process.returncode != 0:
+        sys.exit(f"a training failed:\n{err[-3000:]}")
+    return json.loads(out.splitlines()[-1])
+
+
+def measure(recipe: str, epochs: int, setting: str) -> dict:
+    devices = 2 if setting == "2 devices" else 1
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    if setting != "2 processes":
+        return _result(_run([recipe, str(epochs), str(devices)], env))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    processes = [_run([recipe, str(epochs), "1", port, str(i)], env) for i in (0, 1)]
+    return [_result(p) for p in processes][0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipes", default="tutorial,cnn", help="comma separated")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per training (the first compiles and is not counted)")
+    args = parser.parse_args()
+    if args.epochs < 2:
+        sys.exit("--epochs must be at least 2: the first epoch compiles")
+    load = os.getloadavg()[0]
+    rows = []
+    for recipe in args.recipes.split(","):
+        for setting in ("1 device", "2 devices", "2 processes"):
+            found = measure(recipe, args.epochs, setting)
+            epoch = statistics.median(found["seconds"][1:])
+            rows.append((recipe, setting, found["where"], epoch, found["steps"] / epoch))
+            print(f"{recipe:10} {setting:12} {epoch:7.2f} s/epoch {found['steps'] / epoch:8.0f} "
+                  f"steps/s   ({found['where']})", flush=True)
+    print(f"\n{os.cpu_count()} cores; load average {load:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after")
+    print("steps per second against 1 device (higher is faster)")
+    for recipe, setting, _, _, rate in rows:
+        base = next(r[4] for r in rows if r[0] == recipe and r[1] == "1 device")
+        print(f"{recipe:10} {setting:12} {rate / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
