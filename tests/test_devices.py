@@ -272,7 +272,35 @@ def test_a_killed_process_ends_the_other_within_a_bounded_time(victim, tmp_path)
     if victim == 1:  # the coordinator survives: its collective fails, and it says why
         assert code == 1
         assert err.strip().splitlines()[-1].startswith(
-            "digitnet: error: another process of this training stopped, so this one (0 of 2) "
-            "stops too: ")
+            "digitnet: error: another process of this training stopped, so this one (process "
+            "0 of 2) stops too: ")
     else:  # the coordinator is gone: JAX's runtime ends the survivor at once, in its words
         assert "another task died" in err or "stopped" in err, err[-2000:]
+
+
+def test_resuming_on_another_device_count_says_so_in_one_line_and_in_the_history(
+        tmp_path, tiny_mnist, monkeypatch, capsys):
+    """A checkpoint made on 2 devices, resumed by `digitnet train --resume` on this process's
+    one device: allowed, said once before training, and noted in the history."""
+    import dataclasses
+
+    import digitnet.cli
+    from digitnet.checkpoint import CHECKPOINT_FILENAME, load_checkpoint, save_checkpoint
+    from digitnet.runs import train_run
+
+    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
+    run = tmp_path / "run"
+
+    def interrupt(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(CFG, run, tiny_mnist, on_epoch=interrupt, plots=False)
+    checkpoint = load_checkpoint(run / CHECKPOINT_FILENAME)
+    assert checkpoint.devices == 1
+    save_checkpoint(run / CHECKPOINT_FILENAME, dataclasses.replace(checkpoint, devices=2))
+    assert main(["train", "--resume", str(run), "--devices", "1"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert notes == ["note: the run trained on 2 devices and goes on on 1 device: cpu:0 (cpu); "
+                     "it ends within float rounding of the uninterrupted run, not bit for bit"]
+    assert [r.note for r in read_history(run)] == ["", "resumed on 1 device (before: 2)", "kept"]

@@ -135,10 +135,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_beside_writer(args: argparse.Namespace) -> int:
     """A process other than 0 of a training of several: it trains its share of every batch
     and writes nothing (it reads the run folder to resume: the folder must be shared)."""
-    import jax
-
     from .runs import resume_point
     from .training import train, training_speedups
+    from .training.distributed import this_process
 
     checkpoint = None
     if args.resume is not None:
@@ -148,11 +147,11 @@ def _train_beside_writer(args: argparse.Namespace) -> int:
     with training_speedups(cfg, args.devices):
         _, where = _devices_in_words(cfg, args.devices)
         data = _load_data(args)
-        print(f"process {jax.process_index()} of {jax.process_count()}: training on {where}; "
-              "process 0 writes the run folder", file=sys.stderr)
+        print(f"{this_process()}: training on {where}; process 0 writes the run folder",
+              file=sys.stderr)
         with _peers_watched():
             train(cfg, data, resume=checkpoint, devices=args.devices)
-    print(f"process {jax.process_index()} of {jax.process_count()}: done", file=sys.stderr)
+    print(f"{this_process()}: done", file=sys.stderr)
     return 0
 
 
@@ -208,7 +207,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, out: Path, checkpoint) ->
         print(f"on {where}", file=sys.stderr)
         if checkpoint is not None and checkpoint.devices != count:
             print(f"note: the run trained on {checkpoint.devices} device"
-                  f"{'s' if checkpoint.devices > 1 else ''} and goes on on {where}: it ends "
+                  f"{'s' if checkpoint.devices > 1 else ''} and goes on on {where}; it ends "
                   "within float rounding of the uninterrupted run, not bit for bit",
                   file=sys.stderr)
         bar = ProgressBar(cfg, done=done, file=sys.stderr)

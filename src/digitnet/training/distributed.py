@@ -102,6 +102,11 @@ def agree_across_processes(cfg: TrainConfig, devices: int | str | None, epoch: i
                           "same flags and the same run folder")
 
 
+def this_process() -> str:
+    """'process I of N', in words."""
+    return f"process {jax.process_index()} of {jax.process_count()}"
+
+
 def is_writer() -> bool:
     """Whether this process writes the run (process 0; the only one in a run of one)."""
     return jax.process_index() == 0
@@ -116,8 +121,8 @@ def lost_peer(exc: BaseException) -> str | None:
     if not any(mark in text for mark in ("Gloo", "NCCL", "UNAVAILABLE", "DEADLINE_EXCEEDED",
                                          "heartbeat")):
         return None
-    return (f"another process of this training stopped, so this one ({jax.process_index()} "
-            f"of {jax.process_count()}) stops too: {_first_line(exc)}")
+    return (f"another process of this training stopped, so this one ({this_process()}) "
+            f"stops too: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:

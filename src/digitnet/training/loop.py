@@ -260,7 +260,8 @@ def train(
                                  seconds=clock - previous)
             if resume is not None and epoch == resume.epoch + 1:
                 record = record.noted("resumed" if resume.devices == count else
-                                      f"resumed on {count} devices (before: {resume.devices})")
+                                      f"resumed on {count} device{'s' * (count > 1)} "
+                                      f"(before: {resume.devices})")
             history.append(record)
             if chooser.record(record) and cfg.keep == "best":
                 best_weights = weights
