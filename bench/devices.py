@@ -1,6 +1,7 @@
 """Training steps per second on 1 device, 2 devices and 2 processes of this machine's CPU.
 
-    .venv/bin/python bench/devices.py [--recipes tutorial,cnn] [--epochs 3]
+    .venv/bin/python bench/devices.py [--recipes tutorial,cnn] [--epochs 3] [--rounds 2]
+        [--settings "1 device,2 devices,2 processes"]
 
 Each setting trains every recipe in a fresh process, as `digitnet train` would (with its
 training_speedups), for --epochs epochs of the recipe's own batch size:
@@ -12,7 +13,9 @@ training_speedups), for --epochs epochs of the recipe's own batch size:
 
 Steps per second = steps of an epoch / the median epoch time after the first (which
 compiles); an epoch's time includes nothing but training, the validation of the previous
-epoch running beside it. On 2 cores, shared by both devices, expect no gain: a step of the
+epoch running beside it. The settings take turns, round after round (--rounds), so that a
+change in what else the machine runs falls on all of them; each is reported as the median
+of its rounds, with their range. On 2 cores, shared by both devices, expect no gain: a step of the
 CNN already keeps both cores busy, and splitting a batch makes every product smaller.
 On a machine with several GPUs, `--devices all` is what this measures.
 """
@@ -73,29 +76,44 @@ def measure(recipe: str, epochs: int, setting: str) -> dict:
     return [_result(p) for p in processes][0]
 
 
+SETTINGS = ("1 device", "2 devices", "2 processes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipes", default="tutorial,cnn", help="comma separated")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per training (the first compiles and is not counted)")
+    parser.add_argument("--rounds", type=int, default=2, help="turns of every setting")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help=f"comma separated, from: {', '.join(SETTINGS)}")
     args = parser.parse_args()
-    if args.epochs < 2:
-        sys.exit("--epochs must be at least 2: the first epoch compiles")
+    settings = args.settings.split(",")
+    if args.epochs < 2 or args.rounds < 1 or "1 device" not in settings or not set(
+            settings) <= set(SETTINGS):
+        sys.exit("need --epochs 2 or more (the first compiles), a round, and '1 device' "
+                 f"among the --settings ({', '.join(SETTINGS)})")
     load = os.getloadavg()[0]
-    rows = []
+    epochs: dict[tuple[str, str], list[float]] = {}
+    steps = {}
     for recipe in args.recipes.split(","):
-        for setting in ("1 device", "2 devices", "2 processes"):
-            found = measure(recipe, args.epochs, setting)
-            epoch = statistics.median(found["seconds"][1:])
-            rows.append((recipe, setting, found["where"], epoch, found["steps"] / epoch))
-            print(f"{recipe:10} {setting:12} {epoch:7.2f} s/epoch {found['steps'] / epoch:8.0f} "
-                  f"steps/s   ({found['where']})", flush=True)
+        for turn in range(1, args.rounds + 1):
+            for setting in settings:
+                found = measure(recipe, args.epochs, setting)
+                epoch = statistics.median(found["seconds"][1:])
+                epochs.setdefault((recipe, setting), []).append(epoch)
+                steps[recipe] = found["steps"]
+                print(f"round {turn}: {recipe:10} {setting:12} {epoch:7.2f} s/epoch "
+                      f"{found['steps'] / epoch:8.0f} steps/s   ({found['where']})", flush=True)
     print(f"\n{os.cpu_count()} cores; load average {load:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
-    print("steps per second against 1 device (higher is faster)")
-    for recipe, setting, _, _, rate in rows:
-        base = next(r[4] for r in rows if r[0] == recipe and r[1] == "1 device")
-        print(f"{recipe:10} {setting:12} {rate / base:5.2f}x")
+    print(f"{'recipe':10} {'setting':12} {'s/epoch':>8} {'range':>13} {'steps/s':>8} "
+          f"{'against 1 device':>17}")
+    for (recipe, setting), seconds in epochs.items():
+        median = statistics.median(seconds)
+        base = statistics.median(epochs[recipe, "1 device"])
+        print(f"{recipe:10} {setting:12} {median:8.2f} {min(seconds):6.2f}-{max(seconds):<6.2f} "
+              f"{steps[recipe] / median:8.0f} {base / median:16.2f}x")
 
 
 if __name__ == "__main__":

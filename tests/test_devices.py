@@ -19,6 +19,7 @@ from digitnet.cli import main
 from digitnet.config import TrainConfig
 from digitnet.history import read_history
 from digitnet.modelfile import load_model
+from digitnet.runs import train_run
 from digitnet.training import loop, split_for_training, train
 from digitnet.training.batches import epoch_batches
 
@@ -196,12 +197,14 @@ def test_a_coordinator_nobody_answers_at_fails_within_the_timeout(tmp_path):
 
 
 def _two_processes(folders, *extra, flags=FLAGS, per_process=None):
-    """Start processes 0 and 1 of a training (process i writes to folders[i]); the Popens."""
+    """Start processes 0 and 1 of a training (process i given `--out folders[i]`, none if
+    None); the Popens."""
     port = _free_port()
     per_process = per_process or [[], []]
-    return [_digitnet("train", *flags, "--out", folders[i], "--coordinator",
-                      f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", i,
-                      "--peer-timeout", "20", *extra, *per_process[i], wait=False)
+    return [_digitnet("train", *flags, *(["--out", folders[i]] if folders[i] else []),
+                      "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                      "--process-id", i, "--peer-timeout", "20", *extra, *per_process[i],
+                      wait=False)
             for i in (0, 1)]
 
 
@@ -210,7 +213,9 @@ def _finish(processes, timeout=240):
 
 
 @pytest.mark.slow  # processes that train together: 15-30 s each
-def test_two_processes_train_the_weights_of_one_and_only_process_0_writes(tmp_path):
+def test_two_processes_train_the_weights_of_one_only_process_0_writes_and_they_resume(
+        tmp_path, tiny_mnist):
+    """(tiny_mnist is the data LAUNCH trains on.)"""
     single = _digitnet("train", *FLAGS, "--out", tmp_path / "single")
     assert single.returncode == 0, single.stderr[-3000:]
     # process 1 is given its own --out: that it never appears shows it writes nothing
@@ -227,6 +232,23 @@ def test_two_processes_train_the_weights_of_one_and_only_process_0_writes(tmp_pa
     single_cfg, single_weights, _ = load_model(tmp_path / "single" / "model.safetensors")
     assert cfg == single_cfg == CFG
     assert _max_difference(weights, single_weights) <= WEIGHT_TOLERANCE
+
+    # a run interrupted after its first epoch on one device, resumed by the two processes
+    # (both read the folder's checkpoint; process 0 alone writes)
+    def interrupt(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(CFG, tmp_path / "resumed", tiny_mnist, on_epoch=interrupt, plots=False)
+    results = _finish(_two_processes([None, None], flags=["--no-plots"], per_process=[
+        ["--resume", tmp_path / "resumed"]] * 2))
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    assert "resuming after epoch 1 of 3" in results[0][2]
+    assert [r.note for r in read_history(tmp_path / "resumed")] == [
+        "", "resumed on 2 devices (before: 1)", "kept"]
+    _, resumed, _ = load_model(tmp_path / "resumed" / "model.safetensors")
+    assert _max_difference(resumed, single_weights) <= WEIGHT_TOLERANCE
 
 
 @pytest.mark.slow  # processes that train together: 15-30 s each
@@ -286,7 +308,6 @@ def test_resuming_on_another_device_count_says_so_in_one_line_and_in_the_history
 
     import digitnet.cli
     from digitnet.checkpoint import CHECKPOINT_FILENAME, load_checkpoint, save_checkpoint
-    from digitnet.runs import train_run
 
     monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
     run = tmp_path / "run"
