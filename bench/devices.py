@@ -15,7 +15,10 @@ Steps per second = steps of an epoch / the median epoch time after the first (wh
 compiles); an epoch's time includes nothing but training, the validation of the previous
 epoch running beside it. The settings take turns, round after round (--rounds), so that a
 change in what else the machine runs falls on all of them; each is reported as the median
-of its rounds, with their range. On 2 cores, shared by both devices, expect no gain: a step of the
+of its rounds, with their range. Beside the wall time, the CPU time an epoch took (every
+thread of the training processes; the validation beside it included): on a machine that
+other work shares, a setting with more threads can get a larger share of the cores and
+look faster by the clock while doing no less work, which its CPU time shows. On 2 cores, shared by both devices, expect no gain: a step of the
 CNN already keeps both cores busy, and splitting a batch makes every product smaller.
 On a machine with several GPUs, `--devices all` is what this measures.
 """
@@ -32,7 +35,7 @@ import sys
 
 # One training, in a process of its own: argv is recipe, epochs, devices, [port, process id]
 WORKER = """
-import json, sys
+import json, sys, time
 recipe_name, epochs, devices = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if len(sys.argv) > 4:
     from digitnet.training.distributed import start_processes
@@ -45,9 +48,11 @@ cfg = recipe(recipe_name).replace(epochs=epochs, early_stopping=0)
 with training_speedups(cfg, devices):
     where = describe_devices(data_parallel(cfg, devices))
     data = load_mnist(download=False)
-    result = train(cfg, data, devices=devices)
+    cpu = []  # this process's CPU time (every thread) at each epoch's record
+    result = train(cfg, data, devices=devices, on_epoch=lambda r: cpu.append(time.process_time()))
 n_train = len(data.train_images) - validation_size(cfg, len(data.train_images))
 print(json.dumps({"seconds": [r.seconds for r in result.history], "where": where,
+                  "cpu": [b - a for a, b in zip(cpu, cpu[1:])],
                   "steps": -(-n_train // cfg.batch_size)}))
 """
 
@@ -73,7 +78,8 @@ def measure(recipe: str, epochs: int, setting: str) -> dict:
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     processes = [_run([recipe, str(epochs), "1", port, str(i)], env) for i in (0, 1)]
-    return [_result(p) for p in processes][0]
+    results = [_result(p) for p in processes]
+    return {**results[0], "cpu": [a + b for a, b in zip(results[0]["cpu"], results[1]["cpu"])]}
 
 
 SETTINGS = ("1 device", "2 devices", "2 processes")
@@ -95,6 +101,7 @@ def main() -> None:
                  f"among the --settings ({', '.join(SETTINGS)})")
     load = os.getloadavg()[0]
     epochs: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     steps = {}
     for recipe in args.recipes.split(","):
         for turn in range(1, args.rounds + 1):
@@ -102,18 +109,22 @@ def main() -> None:
                 found = measure(recipe, args.epochs, setting)
                 epoch = statistics.median(found["seconds"][1:])
                 epochs.setdefault((recipe, setting), []).append(epoch)
+                cpu.setdefault((recipe, setting), []).append(statistics.median(found["cpu"]))
                 steps[recipe] = found["steps"]
                 print(f"round {turn}: {recipe:10} {setting:12} {epoch:7.2f} s/epoch "
-                      f"{found['steps'] / epoch:8.0f} steps/s   ({found['where']})", flush=True)
+                      f"{found['steps'] / epoch:8.0f} steps/s {cpu[recipe, setting][-1]:7.2f} "
+                      f"CPU s/epoch   ({found['where']})", flush=True)
     print(f"\n{os.cpu_count()} cores; load average {load:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
     print(f"{'recipe':10} {'setting':12} {'s/epoch':>8} {'range':>13} {'steps/s':>8} "
-          f"{'against 1 device':>17}")
+          f"{'against 1 device':>17} {'CPU s/epoch':>12} {'against 1 device':>17}")
     for (recipe, setting), seconds in epochs.items():
-        median = statistics.median(seconds)
+        median, spent = statistics.median(seconds), statistics.median(cpu[recipe, setting])
         base = statistics.median(epochs[recipe, "1 device"])
+        base_cpu = statistics.median(cpu[recipe, "1 device"])
         print(f"{recipe:10} {setting:12} {median:8.2f} {min(seconds):6.2f}-{max(seconds):<6.2f} "
-              f"{steps[recipe] / median:8.0f} {base / median:16.2f}x")
+              f"{steps[recipe] / median:8.0f} {base / median:16.2f}x {spent:12.2f} "
+              f"{base_cpu / spent:16.2f}x")
 
 
 if __name__ == "__main__":
