@@ -1,7 +1,7 @@
 """The drawing page, read as people draw: pen strokes replayed with the mouse in the real browser.
 
     .venv/bin/python bench/drawing.py --run tutorial=runs/tutorial --run robust=runs/robust
-        [--per-style 12] [--seed 1] [--json out.json]
+        [--per-style 12] [--seed 1] [--non-digits] [--json out.json]
 
 Every digit in several common styles (a 1 with a flag, 7 with and without a bar, open and
 closed 4s, a 6 with a large loop, 2 with and without a loop, ...), each drawing with its own
@@ -9,7 +9,10 @@ size (from about 60 px to nearly the whole 320 px pad), position, slant, rotatio
 stroke speed (mouse events per segment) and pen (the page's thin, medium and thick). The
 strokes are made here from shapes defined in a unit box and randomised by `--seed`; they are
 replayed with Playwright's mouse on `digitnet serve RUN` in Debian's chromium, and the answer
-read is the one the page shows as final after the pen lifts.
+read is the one the page shows as final after the pen lifts. With `--non-digits`, letters no
+one writes like a digit and a few doodles (a star, a smiley, a heart, an arrow, a scribble)
+are drawn the same way, and the share the page refuses ("that doesn't look like a digit") is
+reported beside the share of digits it refuses.
 
 Seeds: drawings with `--seed 0` were used to choose the preprocessing and the model; the
 numbers reported are for `--seed 1`, drawings none of those choices saw. Training never reads
@@ -89,11 +92,61 @@ STYLES: dict[int, dict[str, tuple[float, list]]] = {
 }
 
 
-def drawings(per_style: int, seed: int) -> list[dict]:
-    """`per_style` randomised drawings of every style, strokes in pad pixels."""
+# What is not a digit, drawn as people draw it on the pad: letters no one writes like a digit
+# (bench/refusal.py leaves out the same ones) and a few doodles. Its own curves: training's
+# non-digits (digitnet/training/not_digits.py) are drawn from other skeletons.
+NON_DIGIT_STYLES: dict[str, tuple[float, list]] = {
+    "A": (0.8, [[(0.0, 1.0), (0.45, 0.0), (0.55, 0.0), (1.0, 1.0)], [(0.2, 0.62), (0.8, 0.62)]]),
+    "C": (0.75, [arc(0.55, 0.5, 0.5, 0.5, -40, -320)]),
+    "E": (0.6, [[(0.95, 0.0), (0.0, 0.0), (0.0, 1.0), (1.0, 1.0)], [(0.0, 0.48), (0.75, 0.48)]]),
+    "F": (0.6, [[(1.0, 0.0), (0.0, 0.0), (0.0, 1.0)], [(0.0, 0.45), (0.7, 0.45)]]),
+    "H": (0.75, [[(0.0, 0.0), (0.0, 1.0)], [(1.0, 0.0), (1.0, 1.0)], [(0.0, 0.5), (1.0, 0.5)]]),
+    "K": (0.7, [[(0.0, 0.0), (0.0, 1.0)], [(0.95, 0.0), (0.05, 0.55)], [(0.3, 0.4), (1.0, 1.0)]]),
+    "M": (0.9, [[(0.0, 1.0), (0.05, 0.0), (0.5, 0.7), (0.95, 0.0), (1.0, 1.0)]]),
+    "N": (0.75, [[(0.0, 1.0), (0.0, 0.0), (1.0, 1.0), (1.0, 0.0)]]),
+    "P": (0.6, [[(0.0, 1.0), (0.0, 0.0)] + arc(0.0, 0.27, 1.0, 0.27, -90, 90)]),
+    "R": (0.65, [[(0.0, 1.0), (0.0, 0.0)] + arc(0.0, 0.25, 0.95, 0.25, -90, 90)
+                 + [(1.0, 1.0)]]),
+    "U": (0.75, [[(0.0, 0.0)] + arc(0.5, 0.5, 0.5, 0.5, 180, 0) + [(1.0, 0.0)]]),
+    "V": (0.8, [[(0.0, 0.0), (0.5, 1.0), (1.0, 0.0)]]),
+    "W": (1.1, [[(0.0, 0.0), (0.22, 1.0), (0.5, 0.35), (0.78, 1.0), (1.0, 0.0)]]),
+    "X": (0.8, [[(0.0, 0.0), (1.0, 1.0)], [(1.0, 0.0), (0.0, 1.0)]]),
+    "Y": (0.8, [[(0.0, 0.0), (0.5, 0.45)], [(1.0, 0.0), (0.5, 0.45), (0.5, 1.0)]]),
+    "a": (0.8, [arc(0.45, 0.55, 0.45, 0.45, -20, -355) + [(0.9, 0.0), (0.92, 1.0)]]),
+    "e": (0.8, [[(0.0, 0.5), (1.0, 0.5)] + arc(0.5, 0.5, 0.5, 0.5, 0, -310)]),
+    "h": (0.6, [[(0.0, 0.0), (0.0, 1.0)], [(0.0, 0.6)] + arc(0.5, 0.6, 0.5, 0.3, 180, 360)
+                                          + [(1.0, 1.0)]]),
+    "m": (1.1, [[(0.0, 1.0), (0.0, 0.2)] + arc(0.25, 0.35, 0.25, 0.25, 180, 360) + [(0.5, 1.0)],
+                [(0.5, 0.35)] + arc(0.75, 0.35, 0.25, 0.25, 180, 360) + [(1.0, 1.0)]]),
+    "n": (0.7, [[(0.0, 1.0), (0.0, 0.1)], [(0.0, 0.45)] + arc(0.5, 0.45, 0.5, 0.4, 180, 360)
+                                          + [(1.0, 1.0)]]),
+    "r": (0.55, [[(0.0, 1.0), (0.0, 0.0)], [(0.0, 0.4)] + arc(0.55, 0.4, 0.55, 0.35, 180, 300)]),
+    "t": (0.6, [[(0.4, 0.0), (0.4, 0.85)] + arc(0.65, 0.85, 0.25, 0.15, 180, 60),
+                [(0.0, 0.3), (0.9, 0.3)]]),
+    "u": (0.75, [[(0.0, 0.0)] + arc(0.45, 0.55, 0.45, 0.45, 180, 0) + [(0.9, 0.0), (1.0, 1.0)]]),
+    "w": (1.0, [arc(0.25, 0.5, 0.25, 0.5, 180, 0), arc(0.75, 0.5, 0.25, 0.5, 180, 0)]),
+    "star": (1.0, [[(0.5, 0.0), (0.8, 1.0), (0.0, 0.38), (1.0, 0.38), (0.2, 1.0), (0.5, 0.0)]]),
+    "smiley": (1.0, [arc(0.5, 0.5, 0.5, 0.5, 0, 360), [(0.33, 0.32), (0.34, 0.36)],
+                     [(0.66, 0.32), (0.67, 0.36)], arc(0.5, 0.55, 0.28, 0.22, 20, 160)]),
+    "heart": (1.0, [arc(0.27, 0.3, 0.25, 0.25, 0, -180) + [(0.5, 1.0)],
+                    arc(0.73, 0.3, 0.25, 0.25, 180, 360) + [(0.5, 1.0)]]),
+    "arrow": (1.0, [[(0.0, 0.5), (1.0, 0.5)], [(0.65, 0.15), (1.0, 0.5), (0.65, 0.85)]]),
+    "scribble": (1.0, [[(0.0, 0.3), (0.3, 0.9), (0.5, 0.1), (0.7, 0.8), (1.0, 0.2), (0.6, 0.6),
+                        (0.1, 0.5), (0.9, 1.0)]]),
+}
+NOT_A_DIGIT = "not a digit"  # the label of those, where a digit's label is its value
+REFUSED = "\u2717"  # the page's answer when it refuses: its ✗
+
+
+def drawings(per_style: int, seed: int, *, non_digits: bool = False) -> list[dict]:
+    """`per_style` randomised drawings of every style (with `non_digits`, of the non-digits'
+    styles too), strokes in pad pixels."""
     rng = np.random.default_rng(seed)
     out = []
-    for digit, styles in STYLES.items():
+    styles_of = [(digit, styles) for digit, styles in STYLES.items()]
+    if non_digits:
+        styles_of.append((NOT_A_DIGIT, NON_DIGIT_STYLES))
+    for digit, styles in styles_of:
         for style, (aspect, strokes) in styles.items():
             for _ in range(per_style):
                 height = float(np.exp(rng.uniform(np.log(60), np.log(290))))
@@ -118,7 +171,8 @@ def drawings(per_style: int, seed: int) -> list[dict]:
                     return (float(np.clip(cx + px + rng.normal(0, wobble), 1, PAD - 1)),
                             float(np.clip(cy + py + rng.normal(0, wobble), 1, PAD - 1)))
 
-                out.append({"digit": digit, "style": f"{digit} {style}", "height": height,
+                name = style if digit == NOT_A_DIGIT else f"{digit} {style}"
+                out.append({"digit": digit, "style": name, "height": height,
                             "pen": pen, "steps": int(rng.choice([2, 5, 12])),
                             "strokes": [[place(x, y) for x, y in stroke] for stroke in strokes]})
     return out
@@ -164,7 +218,7 @@ def read_rasterised(run_dir: str, items: list[dict]) -> list[str]:
 
     predictor = load_run(run_dir).predictor
     pixels = np.stack([prepare_image(rasterise(item)).pixels for item in items])
-    return [str(p.digit) for p in predictor.predict(pixels)]
+    return [REFUSED if p.digit is None else str(p.digit) for p in predictor.predict(pixels)]
 
 
 def size_bucket(height: float) -> str:
@@ -220,16 +274,19 @@ def read_all(page, url: str, items: list[dict], screenshots: Path | None = None)
 
 
 def report(name: str, items: list[dict], answers: list[str]) -> dict:
+    pairs = [(item, answer) for item, answer in zip(items, answers)
+             if item["digit"] != NOT_A_DIGIT]
     groups: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    for item, answer in zip(items, answers):
+    for item, answer in pairs:
         right = answer == str(item["digit"])
         groups["digit"][str(item["digit"])].append(right)
         groups["style"][item["style"]].append(right)
         groups["size"][size_bucket(item["height"])].append(right)
         groups["pen"][item["pen"]].append(right)
-    overall = float(np.mean([a == str(i["digit"]) for i, a in zip(items, answers)]))
-    print(f"\n{name}: {overall:.1%} of {len(items)} drawings")
-    result = {"overall": overall}
+    overall = float(np.mean([a == str(i["digit"]) for i, a in pairs]))
+    refused = float(np.mean([a == REFUSED for _, a in pairs]))
+    print(f"\n{name}: {overall:.1%} of {len(pairs)} drawings read right, {refused:.1%} refused")
+    result = {"overall": overall, "refused": refused}
     for kind, by in groups.items():
         cells = {key: float(np.mean(v)) for key, v in sorted(by.items())}
         result[kind] = cells
@@ -237,11 +294,23 @@ def report(name: str, items: list[dict], answers: list[str]) -> dict:
     worst = sorted(result["style"].items(), key=lambda kv: kv[1])[:3]
     print("  weakest styles: " + ", ".join(f"{k} {v:.0%}" for k, v in worst))
     confusions = defaultdict(int)
-    for item, answer in zip(items, answers):
+    for item, answer in pairs:
         if answer != str(item["digit"]):
             confusions[f"{item['style']} read as {answer}"] += 1
     print("  mistakes: " + ", ".join(f"{k} ({n}x)" for k, n in
                                      sorted(confusions.items(), key=lambda kv: -kv[1])[:8]))
+    others = [(item, answer) for item, answer in zip(items, answers)
+              if item["digit"] == NOT_A_DIGIT]
+    if others:
+        by_style: dict[str, list[bool]] = defaultdict(list)
+        for item, answer in others:
+            by_style[item["style"]].append(answer == REFUSED)
+        result["non-digits refused"] = float(np.mean([a == REFUSED for _, a in others]))
+        result["non-digits refused by style"] = {k: float(np.mean(v))
+                                                 for k, v in sorted(by_style.items())}
+        print(f"  non-digits: {result['non-digits refused']:.1%} of {len(others)} refused; "
+              "by style: " + ", ".join(f"{k} {v:.0%}" for k, v in
+                                       result["non-digits refused by style"].items()))
     return result
 
 
@@ -251,15 +320,18 @@ def main() -> None:
                         help="a model to read the drawings with (repeatable)")
     parser.add_argument("--per-style", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--non-digits", action="store_true",
+                        help="also draw letters and doodles, and report how many are refused")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--screenshots", type=Path, help="save each drawing's page here")
     parser.add_argument("--rasterise", action="store_true",
                         help="paint the strokes with OpenCV instead of the browser (seconds "
                              "instead of minutes; for choosing, not for reporting)")
     args = parser.parse_args()
-    items = drawings(args.per_style, args.seed)
-    print(f"{len(items)} drawings: {sum(len(s) for s in STYLES.values())} styles x "
-          f"{args.per_style}, seed {args.seed}")
+    items = drawings(args.per_style, args.seed, non_digits=args.non_digits)
+    styles = sum(len(s) for s in STYLES.values()) + (len(NON_DIGIT_STYLES) if args.non_digits
+                                                      else 0)
+    print(f"{len(items)} drawings: {styles} styles x {args.per_style}, seed {args.seed}")
     if args.rasterise:
         results = {}
         for spec in args.run:

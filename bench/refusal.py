@@ -4,6 +4,8 @@ Non-digits, drawn here as a user would photograph or upload them (dark ink on wh
 through `prepare_image`, as `digitnet predict` reads a file):
 - letters printed in the typefaces matplotlib ships (DejaVu Sans, Serif and Mono, upright,
   bold and oblique), without those people write like digits (O o I l i j S s Z z B b G g q D);
+  training's non-digits (--not-digits) never use DejaVu;
+- letters written on the drawing page (bench/drawing.py's shapes, painted as the page paints);
 - scribbles: random curves of 3 to 8 points in several pen widths;
 - shapes: triangles, squares, stars, crosses, arrows and hearts (no circles: a 0);
 - noise: grey noise and scattered specks;
@@ -62,6 +64,17 @@ def letter(rng) -> Image.Image:
     return _text(rng, LETTERS[int(rng.integers(len(LETTERS)))])
 
 
+def written_letter(rng) -> Image.Image:
+    """A letter written on the drawing page's pad with the mouse, painted as the page paints
+    it (bench/drawing.py's letters and painting; bench/drawing.py --non-digits reads the same
+    shapes in the real browser)."""
+    from drawing import NOT_A_DIGIT, drawings, rasterise
+
+    letters = [item for item in drawings(1, int(rng.integers(2**31)), non_digits=True)
+               if item["digit"] == NOT_A_DIGIT and len(item["style"]) == 1]
+    return Image.fromarray(rasterise(letters[int(rng.integers(len(letters)))]))
+
+
 def number(rng) -> Image.Image:
     return _text(rng, "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(2, 5)))))
 
@@ -117,7 +130,7 @@ def noise(rng) -> Image.Image:
     return Image.fromarray(specks)
 
 
-KINDS = {"letters": letter, "scribbles": scribble, "shapes": shape, "noise": noise,
+KINDS = {"letters": letter, "written letters": written_letter, "scribbles": scribble, "shapes": shape, "noise": noise,
          "numbers": number}
 
 
@@ -180,7 +193,8 @@ def main() -> None:
         if semeion is not None:
             row.append(f"{_refused(predictor, semeion):.1%}")
         print("  ".join(f"{c:>14}" for c in row))
-    print("non-digits: the mean over letters, scribbles, shapes and noise (numbers apart); "
+    print("non-digits: the mean over printed and written letters, scribbles, shapes and noise "
+          "(numbers apart); "
           f"{args.per_kind} images of each kind")
 
 

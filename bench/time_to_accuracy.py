@@ -2,7 +2,8 @@
 first reaches 98 %, 99 % and 99.5 %, measured in one run.
 
     .venv/bin/python bench/time_to_accuracy.py [--data-dir DIR] [--recipes tutorial,fast,cnn]
-        [--references pytorch,keras] --plot CURVES.png [--json CURVES.json]
+        [--seeds 0,1,2] [--second-run] [--references pytorch,keras] [--stop-at 0.99]
+        --plot CURVES.png [--json CURVES.json]
 
 The programs, each a fresh process timed from just before it starts (interpreter start,
 imports, reading MNIST and compilation are part of its time), one after the other:
@@ -12,9 +13,10 @@ imports, reading MNIST and compilation are part of its time), one after the othe
   own virtual environments. They test after every epoch and print the time of each test.
 - `digitnet train --recipe R` for each recipe R in --recipes, as a person runs it, with an
   empty cache folder (a first run: it parses MNIST and compiles its epoch; a repeat run
-  skips both, see bench/startup.py). `digitnet train` validates on a hold-out, never on the
-  test set, so the test accuracy after every epoch is found from the checkpoint it writes
-  after each epoch (runs.py): this script hard-links each checkpoint as it appears (polling
+  skips both, see bench/startup.py; `--second-run` times that too, each recipe and seed run
+  again with the cache its first run filled). `digitnet train` validates on a hold-out,
+  never on the test set, so the test accuracy after every epoch is found from the checkpoint
+  it writes after each epoch (runs.py): this script hard-links each checkpoint as it appears (polling
   every 10 ms), and once every command has finished, rebuilds each epoch's weights from it
   and evaluates them on the test set. The time of an epoch is its checkpoint file's
   modification time: the epoch has trained and been validated, and its weights are out.
@@ -81,18 +83,20 @@ def start(cmd: list[str], env: dict, folder: Path) -> tuple[subprocess.Popen, fl
         return subprocess.Popen(cmd, stdout=out, stderr=err, env=env), started
 
 
-def finish(proc: subprocess.Popen, started: float, folder: Path) -> tuple[float, str]:
-    """Wait for `proc`; its wall seconds and stdout. Fails loudly on error."""
+def finish(proc: subprocess.Popen, started: float, folder: Path,
+           stopped: bool = False) -> tuple[float, str]:
+    """Wait for `proc`; its wall seconds and stdout. Fails loudly on error (unless it was
+    `stopped` here)."""
     code = proc.wait()
     wall = time.time() - started
-    if code != 0:
+    if code != 0 and not stopped:
         tail = (folder / "stderr").read_text(errors="replace")[-3000:]
         sys.exit(f"{' '.join(map(str, proc.args))} failed ({code}):\n{tail}")
     return wall, (folder / "stdout").read_text(errors="replace")
 
 
 def run_reference(name: str, data_dir: Path, work: Path, epochs: int | None,
-                  train_images: int) -> Curve:
+                  train_images: int, stop_at: float | None = None) -> Curve:
     label, program, venv, requirements = REFERENCES[name]
     python = reference_venv(BENCH_VENVS / venv, *requirements) / "bin" / "python"
     cmd = [str(python), str(ROOT / "bench" / program), str(data_dir)]
@@ -101,34 +105,58 @@ def run_reference(name: str, data_dir: Path, work: Path, epochs: int | None,
     folder = work / name
     folder.mkdir()
     proc, started = start(cmd, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, folder)
-    wall, stdout = finish(proc, started, folder)
+    stopped = stop_at is not None and _stop_once_reached(proc, folder / "stdout", stop_at)
+    wall, stdout = finish(proc, started, folder, stopped)
     curve = Curve(label, wall)
-    for line in stdout.splitlines():
-        _, marker, rest = line.partition("TEST {")  # Keras' progress may precede it
-        if marker:
-            point = json.loads("{" + rest)
-            curve.epochs.append(point["epoch"])
-            curve.seconds.append(point["time"] - started)
-            curve.accuracy.append(point["test_accuracy"])
-            curve.note = next(f"{k} {point[k]}" for k in ("torch", "keras") if k in point)
+    for point in _test_lines(stdout):
+        curve.epochs.append(point["epoch"])
+        curve.seconds.append(point["time"] - started)
+        curve.accuracy.append(point["test_accuracy"])
+        curve.note = next(f"{k} {point[k]}" for k in ("torch", "keras") if k in point)
     if not curve.epochs:
         sys.exit(f"{' '.join(cmd)} printed no test results")
+    if stopped:
+        curve.note += f"; stopped once it reached {stop_at:.1%}: 'wall' is until then"
     return curve
 
 
-def run_digitnet(recipe: str, data_dir: Path, work: Path, epochs: int | None,
-                 devices: str | None = None) -> dict:
-    """`digitnet train --recipe RECIPE [--devices DEVICES]` with each epoch's checkpoint kept
-    (module docstring): the wall time, and (epoch, checkpoint file, its seconds since the
-    start) for each."""
-    folder = work / recipe
+def _test_lines(stdout: str) -> list[dict]:
+    """The test results a reference program printed, one per epoch."""
+    points = []
+    for line in stdout.splitlines():
+        _, marker, rest = line.partition("TEST {")  # Keras' progress may precede it
+        if marker:
+            points.append(json.loads("{" + rest))
+    return points
+
+
+def _stop_once_reached(proc: subprocess.Popen, stdout: Path, target: float) -> bool:
+    """Wait for `proc`, ending it once its printed test accuracy reaches `target`; whether
+    it was ended so."""
+    while proc.poll() is None:
+        text = stdout.read_text(errors="replace")
+        complete = text[:text.rfind("\n") + 1]  # a line being written is read next time
+        if any(p["test_accuracy"] >= target for p in _test_lines(complete)):
+            proc.terminate()
+            proc.wait()
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def run_digitnet(recipe: str, seed: int, data_dir: Path, work: Path, epochs: int | None,
+                 label: str, cache: Path, devices: str | None = None) -> dict:
+    """`digitnet train --recipe RECIPE --seed SEED [--devices DEVICES]` with each epoch's
+    checkpoint kept (module docstring), its cache folder `cache` (empty: a first run): the
+    wall time, and (epoch, checkpoint file, its seconds since the start) for each."""
+    folder = work / label.replace(" ", "_")
     run, kept = folder / "run", folder / "checkpoints"
     kept.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "digitnet", "train", "--recipe", recipe, "--no-plots",
-           "--out", str(run), "--data-dir", str(data_dir), "--no-download"]
+    cmd = [sys.executable, "-m", "digitnet", "train", "--recipe", recipe, "--seed", str(seed),
+           "--no-plots", "--out", str(run), "--data-dir", str(data_dir), "--no-download"]
     cmd += ["--epochs", str(epochs)] if epochs else []
     cmd += ["--devices", devices] if devices else []
-    env = {**os.environ, "DIGITNET_CACHE_DIR": str(folder / "cache")}  # empty: a first run
+    env = {**os.environ, "DIGITNET_CACHE_DIR": str(cache)}
     proc, started = start(cmd, env, folder)
     checkpoint, seen, captured = run / "checkpoint.safetensors", None, []
     while proc.poll() is None:
@@ -144,7 +172,7 @@ def run_digitnet(recipe: str, data_dir: Path, work: Path, epochs: int | None,
             pass  # not written yet, or replaced or removed between stat and link
         time.sleep(POLL_S)
     wall, _ = finish(proc, started, folder)
-    return {"recipe": recipe, "run": run, "wall": wall, "captured": captured,
+    return {"label": label, "run": run, "wall": wall, "captured": captured,
             "metrics_seconds": (run / "metrics.json").stat().st_mtime - started}
 
 
@@ -158,7 +186,7 @@ def digitnet_curve(result: dict, data) -> Curve:
     from digitnet.training.loop import _prepare  # the loop's own state tree, to restore into
     from digitnet.training.state import restore_state
 
-    curve = Curve(f"digitnet --recipe {result['recipe']}", result["wall"])
+    curve = Curve(result["label"], result["wall"])
     training = None
     for path, seconds in result["captured"]:
         checkpoint = load_checkpoint(path)
@@ -208,6 +236,20 @@ def report(curves: list[Curve]) -> None:
         print(f"{c.label:34}{cells}")
 
 
+def report_seeds(curves: list[Curve], recipes: list[str]) -> None:
+    """Each recipe's mean over its seeds' first runs: final test accuracy, wall time, and
+    the time to 99 % (where every seed reached it)."""
+    print("\nmean over the seeds (first runs)")
+    print(f"{'recipe':34}{'last':>9}{'wall (s)':>10}{'to 99.0%':>10}")
+    for recipe in recipes:
+        mine = [c for c in curves if c.label.startswith(f"digitnet --recipe {recipe} --seed ")
+                and not c.label.endswith("(2nd run)")]
+        to99 = [c.reaches(0.99) for c in mine]
+        reached = f"{sum(to99) / len(to99):>10.1f}" if None not in to99 else f"{'-':>10}"
+        print(f"{recipe:34}{sum(c.accuracy[-1] for c in mine) / len(mine):>9.2%}"
+              f"{sum(c.wall for c in mine) / len(mine):>10.1f}{reached}")
+
+
 def plot(curves: list[Curve], path: Path) -> None:
     import matplotlib
 
@@ -250,6 +292,11 @@ def main() -> None:
                         help="MNIST folder (default: $DIGITNET_DATA_DIR)")
     parser.add_argument("--recipes", default="tutorial,fast,cnn",
                         help="digitnet recipes to run, comma separated")
+    parser.add_argument("--seeds", default="0",
+                        help="digitnet's seeds: each recipe runs once per seed, comma separated")
+    parser.add_argument("--second-run", action="store_true",
+                        help="run each digitnet command a second time, with the cache folder "
+                             "its first run filled (parsed MNIST, compiled programs)")
     parser.add_argument("--references", default="pytorch,keras",
                         help="reference programs to run, comma separated (pytorch, keras; "
                              "'' for none)")
@@ -259,6 +306,9 @@ def main() -> None:
     parser.add_argument("--devices", metavar="N|all",
                         help="digitnet's runs split every batch over these devices "
                              "(`digitnet train --devices`; default: one)")
+    parser.add_argument("--stop-at", type=float,
+                        help="end each reference program once its test accuracy reaches this "
+                             "fraction (its time to it is measured; the rest is not run)")
     parser.add_argument("--epochs", type=int,
                         help="for checking this script: train every program this many epochs")
     parser.add_argument("--train-images", type=int, default=0,
@@ -272,15 +322,24 @@ def main() -> None:
 
     recipes = names(args.recipes, RECIPES, "recipe")
     references = names(args.references, REFERENCES, "reference")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     data = load_mnist(args.data_dir, download=False, use_cache=False)  # fails early
     shortened = args.epochs is not None or args.train_images
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="digitnet-tta-") as tmp:
         work = Path(tmp)
-        curves = [run_reference(name, args.data_dir, work, args.epochs, args.train_images)
-                  for name in references]
-        runs = [run_digitnet(recipe, args.data_dir, work, args.epochs, args.devices)
-                for recipe in recipes]
+        curves = [run_reference(name, args.data_dir, work, args.epochs, args.train_images,
+                                args.stop_at) for name in references]
+        runs = []
+        for recipe in recipes:
+            for seed in seeds:
+                label = f"digitnet --recipe {recipe}" + (f" --seed {seed}" if len(seeds) > 1
+                                                         else "")
+                cache = work / f"cache-{recipe}-{seed}"  # empty: a first run
+                for again in (False, True) if args.second_run else (False,):
+                    runs.append(run_digitnet(recipe, seed, args.data_dir, work, args.epochs,
+                                             label + (" (2nd run)" if again else ""), cache,
+                                             args.devices))
         load_after = os.getloadavg()
         curves += [digitnet_curve(result, data) for result in runs]  # after all the timing
     print(f"\n{os.cpu_count()} cores; load average {load[0]:.1f} before, {load_after[0]:.1f} "
@@ -292,6 +351,8 @@ def main() -> None:
         print("SHORTENED RUN (--epochs/--train-images): these numbers check the script, "
               "they measure nothing")
     report(curves)
+    if len(seeds) > 1:
+        report_seeds(curves, recipes)
     plot(curves, args.plot)
     print(f"\ncurves drawn in {args.plot}")
     if args.json:

@@ -65,11 +65,12 @@ def test_unknown_keys_and_bad_json_are_refused():
         TrainConfig.from_json("[1, 2]")
 
 
-def test_the_handwriting_recipe_is_the_cnn_recipe_with_the_ways_of_writing():
+def test_the_handwriting_recipe_is_the_cnn_recipe_with_the_ways_of_writing_and_non_digits():
     # without the weight decay and the longer training the `cnn` recipe took after
     # `handwriting` had been chosen
     assert recipe("handwriting") == recipe("cnn").replace(
-        writing_variants=True, printed_digits=20, pen_digits=500, weight_decay=0.0, epochs=15)
+        writing_variants=True, printed_digits=20, pen_digits=500, weight_decay=0.0, epochs=15,
+        not_digits=12000)
 
 
 def test_unknown_recipe():

@@ -198,9 +198,10 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, out: Path, checkpoint) ->
                       else "validating on the test set")
         network = to_text(cfg.network)
         start = f"resuming after epoch {done} of {cfg.epochs}" if args.resume else "training"
-        added = "".join(f" and {count:,} {kind} digits" for count, kind in
-                        ((cfg.printed_digits * PRINTED_PER_COPY, "printed"),
-                         (cfg.pen_digits * NUM_CLASSES, "pen")) if count)
+        added = "".join(f" and {count:,} {kind}" for count, kind in
+                        ((cfg.printed_digits * PRINTED_PER_COPY, "printed digits"),
+                         (cfg.pen_digits * NUM_CLASSES, "pen digits"),
+                         (cfg.not_digits, "non-digits")) if count)
         print(f"{start} {cfg.model} {network} on {len(data.train_images) - n_val:,} images"
               f"{added} ({validation}), {cfg.epochs} epochs of batch {cfg.batch_size}; "
               f"run folder {out}", file=sys.stderr)

@@ -9,8 +9,11 @@ import jax
 import numpy as np
 
 from ..config import TrainConfig
-from ..geometry import IMAGE_PIXELS
+from ..geometry import IMAGE_PIXELS, NUM_CLASSES
 from ..data import MnistData
+
+
+NOT_A_DIGIT = NUM_CLASSES  # the training label of a generated non-digit (not_digits.py)
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,8 @@ class Split:
 
 def split_for_training(cfg: TrainConfig, data: MnistData) -> Split:
     """Carve the validation set: the end of the training set (as Keras' validation_split does),
-    a seeded random hold-out of it, or the test set. Printed and pen digits, when asked for,
-    join the training part only."""
+    a seeded random hold-out of it, or the test set. Printed and pen digits and non-digits
+    (label NOT_A_DIGIT), when asked for, join the training part only."""
     split = _mnist_split(cfg, data)
     extra = []
     if cfg.printed_digits:
@@ -37,6 +40,11 @@ def split_for_training(cfg: TrainConfig, data: MnistData) -> Split:
         from .pen import pen_digits
 
         extra.append(pen_digits(cfg.pen_digits, cfg.seed))
+    if cfg.not_digits:
+        from .not_digits import not_digits
+
+        extra.append((not_digits(cfg.not_digits, cfg.seed),
+                      np.full(cfg.not_digits, NOT_A_DIGIT, np.int32)))
     if not extra:
         return split
     return Split(np.concatenate([split.train_images, *(images for images, _ in extra)]),

@@ -34,7 +34,7 @@ from ..metrics import loss_and_accuracy
 from ..network import Dropout
 from ..predict import Predictor
 from .augment import augment_batch
-from .batches import Split, epoch_batches, split_for_training
+from .batches import NOT_A_DIGIT, Split, epoch_batches, split_for_training
 from .devices import data_parallel
 from .distributed import agree_across_processes
 from .networks import (TrainingNetwork, build_model, export_weights, import_weights,
@@ -88,10 +88,16 @@ def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Sche
     return optax.constant_schedule(cfg.lr)
 
 
-def _loss_terms(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
+def _loss_terms(logits: jax.Array, labels: jax.Array, smoothing: float,
+                not_digits: bool = False) -> jax.Array:
+    """Cross-entropy against each digit's (smoothed) one-hot target and, where `not_digits`
+    may be among the labels (NOT_A_DIGIT: see not_digits.py), against the uniform target for
+    those. (Without them the program is the one it always was, to the bit.)"""
     targets = jax.nn.one_hot(labels, NUM_CLASSES)
     if smoothing:
         targets = optax.smooth_labels(targets, smoothing)
+    if not_digits:
+        targets = jnp.where((labels == NOT_A_DIGIT)[:, None], 1.0 / NUM_CLASSES, targets)
     return optax.softmax_cross_entropy(logits, targets)
 
 
@@ -101,15 +107,16 @@ def _to_unit_float(images_uint8: jax.Array) -> jax.Array:
 
 def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
                   schedule: optax.Schedule):
-    """A jitted function (state, images, labels, epoch) -> (state, mean loss, accuracy,
-    learning rate at the epoch's last step), taking one epoch's images and labels in their
-    visiting order (see epoch_batches).
+    """A jitted function (state, images, labels, epoch) -> (state, mean loss, accuracy on the
+    digits, learning rate at the epoch's last step), taking one epoch's images and labels in
+    their visiting order (see epoch_batches).
 
     The dataset is an argument, not a closed-over constant: a constant would be baked into
     the compiled program and make compilation several times slower."""
     batch = cfg.batch_size
     steps = -(-n_train // batch)
     drops = any(isinstance(layer, Dropout) and layer.rate > 0 for layer in cfg.network)
+    n_digits = n_train - cfg.not_digits  # the non-digits come last in the split (batches.py)
 
     @jax.jit
     def run_epoch(state, images, labels, epoch):
@@ -124,7 +131,7 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
             def loss_fn(model):
                 # the dropout masks are drawn from the step's key, apart from the augmentation's
                 logits = model(x, jax.random.fold_in(step_key, 1)) if drops else model(x)
-                per_image = _loss_terms(logits, y, cfg.label_smoothing)
+                per_image = _loss_terms(logits, y, cfg.label_smoothing, cfg.not_digits > 0)
                 return jnp.sum(per_image * weights) / jnp.sum(weights), logits
 
             (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
@@ -138,7 +145,7 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
               weights.reshape(steps, batch),
               jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), epoch), steps))
         state, (loss_sums, correct) = jax.lax.scan(step, state, xs)
-        return (state, jnp.sum(loss_sums) / n_train, jnp.sum(correct) / n_train,
+        return (state, jnp.sum(loss_sums) / n_train, jnp.sum(correct) / n_digits,
                 schedule(epoch * steps - 1))
 
     return run_epoch

@@ -37,13 +37,13 @@ ONE_FLAG_ANGLE = (15, 60)  # degrees below the horizontal
 Stroke = np.ndarray  # (n, 2) points (x, y) in the unit box, y down
 
 
-def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float, end: float) -> Stroke:
+def ellipse(cx: float, cy: float, rx: float, ry: float, start: float, end: float) -> Stroke:
     """Points on an ellipse from angle `start` to `end`, in degrees (0 = right, 90 = down)."""
     angles = np.radians(np.linspace(start, end, max(6, int(abs(end - start) / 8))))
     return np.stack([cx + rx * np.cos(angles), cy + ry * np.sin(angles)], 1)
 
 
-def _curve(*points: tuple[float, float]) -> Stroke:
+def curve(*points: tuple[float, float]) -> Stroke:
     """A Bezier curve through its first and last control points (any number of them)."""
     control = np.asarray(points, np.float64)
     t = np.linspace(0.0, 1.0, 8 * len(points))[:, None, None]
@@ -53,7 +53,7 @@ def _curve(*points: tuple[float, float]) -> Stroke:
     return level[:, 0]
 
 
-def _join(*parts: Stroke) -> Stroke:
+def join(*parts: Stroke) -> Stroke:
     """One stroke drawn through the parts in turn."""
     return np.concatenate(parts)
 
@@ -62,12 +62,12 @@ def _zero(rng: np.random.Generator) -> list[Stroke]:
     start = rng.uniform(-130, -50)
     turn = 360 + rng.uniform(-15, 35)
     direction = rng.choice([-1, 1])
-    return [_ellipse(0.5, 0.5, 0.5, 0.5, start, start + direction * turn)]
+    return [ellipse(0.5, 0.5, 0.5, 0.5, start, start + direction * turn)]
 
 
 def _one(rng: np.random.Generator) -> list[Stroke]:
     lean = rng.uniform(-0.08, 0.08)
-    stem = _curve((0.5 + lean, 0.0), (0.5 + rng.normal(0, 0.03), 0.5), (0.5 - lean, 1.0))
+    stem = curve((0.5 + lean, 0.0), (0.5 + rng.normal(0, 0.03), 0.5), (0.5 - lean, 1.0))
     kind = rng.choice(["stick", "flag", "flag and base", "flag and foot"],
                       p=[0.4, 0.3, 0.15, 0.15])
     if kind == "stick":
@@ -77,9 +77,9 @@ def _one(rng: np.random.Generator) -> list[Stroke]:
     flag = np.array([[stem[0, 0] - length * math.cos(angle), length * math.sin(angle)]])
     if kind == "flag and foot":  # the stem's end turned up to the right
         x, reach = stem[-1, 0], rng.uniform(0.1, 0.25)
-        foot = _curve((x, 1.0), (x + reach / 2, 1.05), (x + reach, rng.uniform(0.85, 0.95)))
-        return [_join(flag, stem, foot)]
-    strokes = [_join(flag, stem)]
+        foot = curve((x, 1.0), (x + reach / 2, 1.05), (x + reach, rng.uniform(0.85, 0.95)))
+        return [join(flag, stem, foot)]
+    strokes = [join(flag, stem)]
     if kind == "flag and base":
         half = rng.uniform(0.2, 0.35)
         strokes.append(np.array([[stem[-1, 0] - half, 1.0], [stem[-1, 0] + half, 1.0]]))
@@ -88,23 +88,23 @@ def _one(rng: np.random.Generator) -> list[Stroke]:
 
 def _two(rng: np.random.Generator) -> list[Stroke]:
     top = rng.uniform(0.25, 0.4)
-    arc = _ellipse(0.5, top, 0.45, top, rng.uniform(170, 210), rng.uniform(345, 380))
+    arc = ellipse(0.5, top, 0.45, top, rng.uniform(170, 210), rng.uniform(345, 380))
     if rng.random() < 0.3:  # a small loop where the diagonal meets the base
-        loop = _ellipse(0.18, 0.9, 0.1, 0.08, 270, 630)
-        return [_join(arc, _curve(tuple(arc[-1]), (0.5, 0.7), (0.12, 0.82)), loop,
+        loop = ellipse(0.18, 0.9, 0.1, 0.08, 270, 630)
+        return [join(arc, curve(tuple(arc[-1]), (0.5, 0.7), (0.12, 0.82)), loop,
                       np.array([[0.95, rng.uniform(0.9, 1.0)]]))]
     corner = (rng.uniform(0.0, 0.1), 1.0)
-    return [_join(arc, _curve(tuple(arc[-1]), (0.55, 0.65), corner),
+    return [join(arc, curve(tuple(arc[-1]), (0.55, 0.65), corner),
                   np.array([[rng.uniform(0.8, 1.0), rng.uniform(0.95, 1.05)]]))]
 
 
 def _three(rng: np.random.Generator) -> list[Stroke]:
     middle = rng.uniform(0.4, 0.5)
-    lower = _ellipse(0.45, (1 + middle) / 2, 0.5, (1 - middle) / 2, 270, rng.uniform(490, 530))
+    lower = ellipse(0.45, (1 + middle) / 2, 0.5, (1 - middle) / 2, 270, rng.uniform(490, 530))
     if rng.random() < 0.3:  # a flat top
-        return [_join(np.array([[0.05, 0.0], [0.9, 0.0]]), np.array([[0.4, middle]]), lower)]
-    upper = _ellipse(0.45, middle / 2, 0.42, middle / 2, rng.uniform(190, 220), 450)
-    return [_join(upper, lower)]
+        return [join(np.array([[0.05, 0.0], [0.9, 0.0]]), np.array([[0.4, middle]]), lower)]
+    upper = ellipse(0.45, middle / 2, 0.42, middle / 2, rng.uniform(190, 220), 450)
+    return [join(upper, lower)]
 
 
 def _four(rng: np.random.Generator) -> list[Stroke]:
@@ -120,30 +120,30 @@ def _four(rng: np.random.Generator) -> list[Stroke]:
 
 def _five(rng: np.random.Generator) -> list[Stroke]:
     waist = rng.uniform(0.35, 0.5)
-    bowl = _ellipse(0.45, (1 + waist) / 2, 0.5, (1 - waist) / 2, rng.uniform(210, 240),
+    bowl = ellipse(0.45, (1 + waist) / 2, 0.5, (1 - waist) / 2, rng.uniform(210, 240),
                     rng.uniform(480, 520))
     stem = np.array([[0.1, 0.0], [0.05, waist]])
     bar = np.array([[0.1, 0.0], [rng.uniform(0.8, 1.0), rng.normal(0, 0.03)]])
     if rng.random() < 0.5:  # bar drawn first, in the same stroke
-        return [_join(bar[::-1], stem, bowl)]
-    return [_join(stem, bowl), bar]
+        return [join(bar[::-1], stem, bowl)]
+    return [join(stem, bowl), bar]
 
 
 def _six(rng: np.random.Generator) -> list[Stroke]:
     loop_share = rng.uniform(0.35, 0.8)  # of the height, from small loops to large ones
     ry, rx = loop_share / 2, rng.uniform(0.4, 0.5)
     cy = 1.0 - ry
-    hook = _curve((rng.uniform(0.6, 0.95), rng.uniform(0.0, 0.08)),
+    hook = curve((rng.uniform(0.6, 0.95), rng.uniform(0.0, 0.08)),
                   (rng.uniform(0.1, 0.35), 0.0), (0.5 - rx, cy * rng.uniform(0.4, 0.8)),
                   (0.5 - rx, cy))
-    loop = _ellipse(0.5, cy, rx, ry, 180, rng.uniform(-200, -150))
-    return [_join(hook, loop)]
+    loop = ellipse(0.5, cy, rx, ry, 180, rng.uniform(-200, -150))
+    return [join(hook, loop)]
 
 
 def _seven(rng: np.random.Generator) -> list[Stroke]:
     foot = (rng.uniform(0.2, 0.5), 1.0)
     bend = (rng.uniform(0.55, 0.8), 0.4)
-    strokes = [_join(np.array([[0.0, rng.uniform(0.0, 0.1)]]), _curve((1.0, 0.0), bend, foot))]
+    strokes = [join(np.array([[0.0, rng.uniform(0.0, 0.1)]]), curve((1.0, 0.0), bend, foot))]
     if rng.random() < 0.3:
         y = rng.uniform(0.45, 0.55)
         strokes.append(np.array([[0.3, y], [0.9, y]]))
@@ -153,8 +153,8 @@ def _seven(rng: np.random.Generator) -> list[Stroke]:
 def _eight(rng: np.random.Generator) -> list[Stroke]:
     waist, top_rx = rng.uniform(0.4, 0.5), rng.uniform(0.3, 0.45)
     if rng.random() < 0.5:  # two loops
-        return [_ellipse(0.5, waist / 2, top_rx, waist / 2, 90, 450),
-                _ellipse(0.5, (1 + waist) / 2, 0.5, (1 - waist) / 2, -90, 270)]
+        return [ellipse(0.5, waist / 2, top_rx, waist / 2, 90, 450),
+                ellipse(0.5, (1 + waist) / 2, 0.5, (1 - waist) / 2, -90, 270)]
     theta = np.linspace(0.0, 2 * math.pi, 60) + rng.uniform(-0.2, 0.2)
     upper = np.cos(theta) > 0  # a figure eight crossing at the waist
     y = np.where(upper, waist * (1 - np.cos(theta)), waist + (1 - waist) * (-np.cos(theta)))
@@ -164,20 +164,20 @@ def _eight(rng: np.random.Generator) -> list[Stroke]:
 
 def _nine(rng: np.random.Generator) -> list[Stroke]:
     head = rng.uniform(0.25, 0.4)
-    loop = _ellipse(0.5, head, 0.5, head, rng.uniform(-20, 20), rng.uniform(-370, -330))
+    loop = ellipse(0.5, head, 0.5, head, rng.uniform(-20, 20), rng.uniform(-370, -330))
     start = loop[-1]
     if rng.random() < 0.5:
-        tail = _curve(tuple(start), (rng.uniform(0.8, 1.0), 0.7), (rng.uniform(0.4, 0.9), 1.0))
+        tail = curve(tuple(start), (rng.uniform(0.8, 1.0), 0.7), (rng.uniform(0.4, 0.9), 1.0))
     else:
-        tail = _curve(tuple(start), (rng.uniform(0.9, 1.0), 0.9), (rng.uniform(0.0, 0.3), 1.0))
-    return [_join(loop, tail)]
+        tail = curve(tuple(start), (rng.uniform(0.9, 1.0), 0.9), (rng.uniform(0.0, 0.3), 1.0))
+    return [join(loop, tail)]
 
 
 SKELETONS: tuple[Callable[[np.random.Generator], list[Stroke]], ...] = (
     _zero, _one, _two, _three, _four, _five, _six, _seven, _eight, _nine)
 
 
-def _place(strokes: list[Stroke], rng: np.random.Generator) -> list[np.ndarray]:
+def place(strokes: list[Stroke], rng: np.random.Generator) -> list[np.ndarray]:
     """Unit-box strokes -> canvas pixels: squeezed or widened, slanted, turned, wobbled."""
     width = rng.uniform(0.55, 0.85)
     slant, turn = rng.uniform(-0.3, 0.3), math.radians(rng.uniform(-10, 10))
@@ -194,7 +194,7 @@ def _place(strokes: list[Stroke], rng: np.random.Generator) -> list[np.ndarray]:
     return placed
 
 
-def _paint(strokes: list[np.ndarray], pen: float) -> Image.Image:
+def paint(strokes: list[np.ndarray], pen: float) -> Image.Image:
     """White strokes of width `pen` on a black canvas, with round joints and ends."""
     canvas = Image.new("L", (CANVAS, CANVAS), 0)
     draw = ImageDraw.Draw(canvas)
@@ -217,8 +217,8 @@ def pen_digits(per_digit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     for digit, skeleton in enumerate(SKELETONS):
         for _ in range(per_digit):
-            strokes = _place(skeleton(rng), rng)
+            strokes = place(skeleton(rng), rng)
             pen = DIGIT_HEIGHT * rng.uniform(*PEN_SHARE)
-            images.append(prepare_image(_paint(strokes, pen)).pixels.reshape(IMAGE_PIXELS))
+            images.append(prepare_image(paint(strokes, pen)).pixels.reshape(IMAGE_PIXELS))
             labels.append(digit)
     return np.stack(images), np.asarray(labels, np.int32)
