@@ -145,16 +145,17 @@ def _stop_once_reached(proc: subprocess.Popen, stdout: Path, target: float) -> b
 
 
 def run_digitnet(recipe: str, seed: int, data_dir: Path, work: Path, epochs: int | None,
-                 label: str, cache: Path) -> dict:
-    """`digitnet train --recipe RECIPE --seed SEED` with each epoch's checkpoint kept (module
-    docstring), its cache folder `cache` (empty: a first run): the wall time, and
-    (epoch, checkpoint file, its seconds since the start) for each."""
+                 label: str, cache: Path, devices: str | None = None) -> dict:
+    """`digitnet train --recipe RECIPE --seed SEED [--devices DEVICES]` with each epoch's
+    checkpoint kept (module docstring), its cache folder `cache` (empty: a first run): the
+    wall time, and (epoch, checkpoint file, its seconds since the start) for each."""
     folder = work / label.replace(" ", "_")
     run, kept = folder / "run", folder / "checkpoints"
     kept.mkdir(parents=True)
     cmd = [sys.executable, "-m", "digitnet", "train", "--recipe", recipe, "--seed", str(seed),
            "--no-plots", "--out", str(run), "--data-dir", str(data_dir), "--no-download"]
     cmd += ["--epochs", str(epochs)] if epochs else []
+    cmd += ["--devices", devices] if devices else []
     env = {**os.environ, "DIGITNET_CACHE_DIR": str(cache)}
     proc, started = start(cmd, env, folder)
     checkpoint, seen, captured = run / "checkpoint.safetensors", None, []
@@ -302,6 +303,9 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, required=True,
                         help="where to draw the curves (a PNG file)")
     parser.add_argument("--json", type=Path, help="also write the curves here")
+    parser.add_argument("--devices", metavar="N|all",
+                        help="digitnet's runs split every batch over these devices "
+                             "(`digitnet train --devices`; default: one)")
     parser.add_argument("--stop-at", type=float,
                         help="end each reference program once its test accuracy reaches this "
                              "fraction (its time to it is measured; the rest is not run)")
@@ -334,7 +338,8 @@ def main() -> None:
                 cache = work / f"cache-{recipe}-{seed}"  # empty: a first run
                 for again in (False, True) if args.second_run else (False,):
                     runs.append(run_digitnet(recipe, seed, args.data_dir, work, args.epochs,
-                                             label + (" (2nd run)" if again else ""), cache))
+                                             label + (" (2nd run)" if again else ""), cache,
+                                             args.devices))
         load_after = os.getloadavg()
         curves += [digitnet_curve(result, data) for result in runs]  # after all the timing
     print(f"\n{os.cpu_count()} cores; load average {load[0]:.1f} before, {load_after[0]:.1f} "

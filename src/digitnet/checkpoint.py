@@ -6,7 +6,9 @@ A checkpoint is one safetensors file (no pickle) written atomically after every 
                 named by its place in the state tree (see training/state.py)
     best/...    with keep='best': the model weights of the best epoch so far, named as in
                 the model file
-    metadata    format and version, the config, the history of the finished epochs
+    metadata    format and version, the config, the history of the finished epochs, and
+                the number of devices the training ran on (a resume on another count goes
+                on to float rounding, not bit for bit: see training/devices.py)
 
 The random streams need no state of their own: the shuffling of epoch e is seeded by
 (seed, e), its augmentation by fold_in(key(seed), e), and the validation hold-out by the
@@ -43,6 +45,7 @@ class Checkpoint:
     history: tuple[EpochRecord, ...]
     state: dict[str, np.ndarray]
     best_weights: dict[str, np.ndarray] | None = None  # with keep='best' only
+    devices: int = 1  # how many devices the last epoch trained on (training/devices.py)
 
     @property
     def epoch(self) -> int:
@@ -63,6 +66,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
         "format_version": FORMAT_VERSION,
         "config": checkpoint.config.to_json(),
         "history": json.dumps(history_rows(list(checkpoint.history))),
+        "devices": str(checkpoint.devices),
     }
     atomic_write(Path(path), save(arrays, metadata=metadata))
 
@@ -81,8 +85,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         cfg = TrainConfig.from_json(metadata.get("config", ""))
         rows = json.loads(metadata.get("history", ""))
+        devices = int(metadata.get("devices", "1"))  # absent before data parallelism: one
     except (ConfigError, ValueError) as exc:
         raise ModelFileError(f"{damaged}: {exc}") from None
+    if devices < 1:
+        raise ModelFileError(f"{damaged}: trained on {devices} devices")
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ModelFileError(f"{damaged}: its history is not a list of epochs")
     history = history_from_rows(rows, str(path))
@@ -103,4 +110,4 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                              f" keep='best'")
     if best is not None:
         check_weights(best, cfg, source=str(path))
-    return Checkpoint(cfg, tuple(history), state, best)
+    return Checkpoint(cfg, tuple(history), state, best, devices)

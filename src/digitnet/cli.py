@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 error (one line on stderr; --debug for the traceback), 2 usa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import gc
@@ -79,10 +80,29 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         raise UsageError(str(exc)) from None
 
 
+def _join_processes(args: argparse.Namespace) -> bool:
+    """Join a training of several processes when the flags ask for one (before anything
+    uses JAX); whether they did."""
+    if not (args.distributed or args.coordinator or args.num_processes is not None
+            or args.process_id is not None):
+        return False
+    if args.peer_timeout < 1:
+        raise UsageError(f"--peer-timeout must be at least 1 second, got {args.peer_timeout}")
+    from .training.distributed import start_processes
+
+    try:
+        start_processes(args.coordinator, args.num_processes, args.process_id,
+                        timeout=args.peer_timeout)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return True
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .run_folder import check_new_run_folder, locked_run_folder
     from .runs import resume_point
 
+    joined = _join_processes(args)
     if args.resume is not None:
         given = [_flag(f) for f in _config_overrides(args)]
         given += [flag for flag, value in (("--recipe", args.recipe), ("--out", args.out),
@@ -91,6 +111,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"--resume goes on with the run's own config and folder: drop "
                              f"{', '.join(given)}")
+    if joined:
+        from .training.distributed import is_writer
+
+        if not is_writer():
+            return _train_beside_writer(args)
+    if args.resume is not None:
         out = args.resume
     else:
         cfg = _train_config(args)
@@ -98,22 +124,74 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Before MNIST is loaded: a folder another process writes into, or one that holds
     # something else, is refused at once. The lock is held until the run is written.
     with locked_run_folder(out, create=args.resume is None):
+        checkpoint = None
         if args.resume is not None:
             cfg, checkpoint = resume_point(out)
-            done = checkpoint.epoch if checkpoint else 0
         else:
             check_new_run_folder(out, args.overwrite)
-            done = 0
-        return _train(args, cfg, out, done)
+        return _train(args, cfg, out, checkpoint)
 
 
-def _train(args: argparse.Namespace, cfg: TrainConfig, out: Path, done: int) -> int:
+def _train_beside_writer(args: argparse.Namespace) -> int:
+    """A process other than 0 of a training of several: it trains its share of every batch
+    and writes nothing (it reads the run folder to resume: the folder must be shared)."""
+    from .runs import resume_point
+    from .training import train, training_speedups
+    from .training.distributed import this_process
+
+    checkpoint = None
+    if args.resume is not None:
+        cfg, checkpoint = resume_point(args.resume)
+    else:
+        cfg = _train_config(args)
+    with training_speedups(cfg, args.devices):
+        _, where = _devices_in_words(cfg, args.devices)
+        data = _load_data(args)
+        print(f"{this_process()}: training on {where}; process 0 writes the run folder",
+              file=sys.stderr)
+        with _peers_watched():
+            train(cfg, data, resume=checkpoint, devices=args.devices)
+    print(f"{this_process()}: done", file=sys.stderr)
+    return 0
+
+
+def _devices_in_words(cfg: TrainConfig, devices: int | str | None) -> tuple[int, str]:
+    """How many devices `train` will use, and which, in words; UsageError when they are not
+    there."""
+    from .training.devices import data_parallel, describe_devices
+
+    try:
+        parallel = data_parallel(cfg, devices)
+    except ConfigError as exc:
+        raise UsageError(f"--devices: {exc}") from None
+    return (parallel.count if parallel else 1), describe_devices(parallel)
+
+
+@contextlib.contextmanager
+def _peers_watched():
+    """Turn a collective that failed because another process of the training stopped into
+    one line (a DigitnetError)."""
+    from .training.distributed import lost_peer
+
+    try:
+        yield
+    except Exception as exc:
+        line = lost_peer(exc)
+        if line is None:
+            raise
+        raise DigitnetError(line) from None
+
+
+def _train(args: argparse.Namespace, cfg: TrainConfig, out: Path, checkpoint) -> int:
     from .progress import ProgressBar
     from .runs import resume_run, train_run
     from .training import training_speedups, validation_size
     from .training.printed import PER_COPY as PRINTED_PER_COPY
 
-    with training_speedups(cfg):  # before MNIST is loaded: it may pin XLA to one core
+    done = checkpoint.epoch if checkpoint else 0
+    # before MNIST is loaded, and before JAX starts: it may pin XLA to one core
+    with training_speedups(cfg, args.devices):
+        count, where = _devices_in_words(cfg, args.devices)
         data = _load_data(args)
         n_val = validation_size(cfg, len(data.train_images))
         validation = (f"{n_val:,} held out for validation" if n_val
@@ -127,13 +205,21 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, out: Path, done: int) -> 
         print(f"{start} {cfg.model} {network} on {len(data.train_images) - n_val:,} images"
               f"{added} ({validation}), {cfg.epochs} epochs of batch {cfg.batch_size}; "
               f"run folder {out}", file=sys.stderr)
+        print(f"on {where}", file=sys.stderr)
+        if checkpoint is not None and checkpoint.devices != count:
+            print(f"note: the run trained on {checkpoint.devices} device"
+                  f"{'s' if checkpoint.devices > 1 else ''} and goes on on {where}; it ends "
+                  "within float rounding of the uninterrupted run, not bit for bit",
+                  file=sys.stderr)
         bar = ProgressBar(cfg, done=done, file=sys.stderr)
         try:
-            if args.resume is not None:
-                run = resume_run(out, data, on_epoch=bar, plots=not args.no_plots)
-            else:
-                run = train_run(cfg, out, data, on_epoch=bar, plots=not args.no_plots,
-                                overwrite=args.overwrite)
+            with _peers_watched():
+                if args.resume is not None:
+                    run = resume_run(out, data, on_epoch=bar, plots=not args.no_plots,
+                                     devices=args.devices)
+                else:
+                    run = train_run(cfg, out, data, on_epoch=bar, plots=not args.no_plots,
+                                    overwrite=args.overwrite, devices=args.devices)
         except KeyboardInterrupt:
             bar.close()
             print(f"digitnet: interrupted; `digitnet train --resume {out}` goes on from the "
@@ -399,9 +485,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1  # e.g. `digitnet predict ... | head`
 
 
+def _in_a_training_of_several() -> bool:
+    jax = sys.modules.get("jax")
+    return jax is not None and jax.distributed.is_initialized()
+
+
 def entry_point() -> None:
     """The `digitnet` command itself (console script, `python -m digitnet`)."""
     code = main()
+    if code and _in_a_training_of_several():
+        # JAX's exit handler would wait (up to its shutdown timeout) for every other process
+        # to reach the end too, which a dead or failed one never does: leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     # The process ends here. Its final garbage collection would walk every object that JAX,
     # Flax and the rest left behind, 0.4 s after a training on this machine, to find cycles
     # of which none needs finalising: everything is written and closed. Skip it.

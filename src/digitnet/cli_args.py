@@ -59,6 +59,49 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                              "come from $DIGITNET_MNIST_URL when set, else the public mirrors)")
 
 
+# seconds: machines started by hand need a while to all be up; a dead peer is usually noticed
+# at once (its connection closes), this bounds the wait for one that hangs
+PEER_TIMEOUT = 60
+
+
+def _device_count(text: str) -> int | str:
+    """'all' or a positive count of devices."""
+    if text == "all":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive count or 'all', got {text!r}")
+    return count
+
+
+def _add_device_flags(parser: argparse.ArgumentParser) -> None:
+    """Where training runs: this machine's devices, and the other processes it joins."""
+    parser.add_argument("--devices", type=_device_count, default=None, metavar="N|all",
+                        help="split every batch over N of this machine's devices (GPUs; CPU "
+                             "devices only where XLA is told to make several), or all of "
+                             "them; the batch size stays the config's (default: one device, "
+                             "JAX's default: the GPU where there is one)")
+    group = parser.add_argument_group(
+        "several processes or machines (docs/training.md); each one trains its share of "
+        "every batch, process 0 writes the run folder")
+    group.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="process 0's address and a free port, the same for every process "
+                            "(default: $JAX_COORDINATOR_ADDRESS, or the cluster's)")
+    group.add_argument("--num-processes", type=int, metavar="N",
+                       help="how many processes train together (default: the cluster's)")
+    group.add_argument("--process-id", type=int, metavar="I",
+                       help="this process's number, 0..N-1 (default: the cluster's)")
+    group.add_argument("--distributed", action="store_true",
+                       help="join a training of several processes with what the cluster "
+                            "says (Slurm, Open MPI); implied by the three flags above")
+    group.add_argument("--peer-timeout", type=int, default=PEER_TIMEOUT, metavar="SECONDS",
+                       help="how long to wait for the coordinator at start, and for a silent "
+                            f"process before the training stops (default {PEER_TIMEOUT})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digitnet", description="Train, inspect and use a handwritten-digit classifier.")
@@ -82,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="go on with an interrupted run from its last finished epoch, with the "
                         "config stored in it (no --recipe, --out or configuration flags)")
     p.add_argument("--no-plots", action="store_true", help="skip drawing the plots")
+    _add_device_flags(p)
     _add_data_flags(p)
 
     p = commands.add_parser("evaluate", help="test-set metrics of a trained run")

@@ -79,15 +79,16 @@ def train_run(
     plots: bool = True,
     *,
     overwrite: bool = False,
+    devices: int | str | None = None,
 ) -> Run:
     """Train, evaluate on the test set, save the model (and plots) into `out_dir`, holding
     its lock. `out_dir` must be missing or empty unless `overwrite` (then digitnet's files
-    there are removed first; see check_new_run_folder)."""
+    there are removed first; see check_new_run_folder). `devices`: as train takes it."""
     with locked_run_folder(out_dir) as folder:
         check_new_run_folder(folder, overwrite)
         clear_run_files(folder)
         _write(folder / "config.json", cfg.to_json() + "\n")
-        return _train_into(folder, cfg, data, on_epoch, plots, resume=None)
+        return _train_into(folder, cfg, data, on_epoch, plots, resume=None, devices=devices)
 
 
 def resume_point(run_dir: str | os.PathLike) -> tuple[TrainConfig, Checkpoint | None]:
@@ -125,20 +126,24 @@ def resume_run(
     data: MnistData,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     plots: bool = True,
+    *,
+    devices: int | str | None = None,
 ) -> Run:
     """Go on with the interrupted run in `run_dir` from its last finished epoch, with the
     config stored there, and finish it as train_run would have (see resume_point), holding
-    the folder's lock."""
+    the folder's lock. `devices` (as train takes it) need not be the count the run started
+    on: the history notes a change."""
     with locked_run_folder(run_dir, create=False) as folder:
         cfg, checkpoint = resume_point(folder)
         for unfinished in folder.glob(".*.tmp"):  # atomic writes a killed process cut short
             unfinished.unlink(missing_ok=True)
-        return _train_into(folder, cfg, data, on_epoch, plots, resume=checkpoint)
+        return _train_into(folder, cfg, data, on_epoch, plots, resume=checkpoint,
+                           devices=devices)
 
 
 def _train_into(folder: Path, cfg: TrainConfig, data: MnistData,
                 on_epoch: Callable[[EpochRecord], None] | None, plots: bool,
-                resume: Checkpoint | None) -> Run:
+                resume: Checkpoint | None, devices: int | str | None = None) -> Run:
     """Train in `folder`, writing the checkpoint and then the history after every epoch,
     and finish the run."""
     from .training import train  # imports JAX; reading runs back does not need it
@@ -164,7 +169,7 @@ def _train_into(folder: Path, cfg: TrainConfig, data: MnistData,
             on_epoch(record)
 
     result = train(cfg, data, on_epoch=record_epoch, resume=resume,
-                   on_checkpoint=write_checkpoint)
+                   on_checkpoint=write_checkpoint, devices=devices)
     _write_history(folder, result.history)  # with the notes of the kept epoch and the stop
     run = _finish_run(folder, cfg, result.weights, result.history, data, plots=plots,
                       provenance=result.fitted, training=(result.kept_epoch, result.stop_reason))

@@ -10,6 +10,8 @@
     printed.py   printed digits (matplotlib's typefaces) for the training split
     pen.py       synthetic digits painted as pen strokes, for the training split
     runtime.py   process-wide speed settings, applied only when asked for
+    devices.py   data parallelism: every batch split over a mesh of devices
+    distributed.py  several processes or machines training together (JAX's runtime)
 """
 
 from ..extras import require

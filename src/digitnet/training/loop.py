@@ -35,6 +35,8 @@ from ..network import Dropout
 from ..predict import Predictor
 from .augment import augment_batch
 from .batches import NOT_A_DIGIT, Split, epoch_batches, split_for_training
+from .devices import data_parallel
+from .distributed import agree_across_processes
 from .networks import (TrainingNetwork, build_model, export_weights, import_weights,
                        training_network)
 from .optim import adam
@@ -150,22 +152,23 @@ def make_epoch_fn(cfg: TrainConfig, graphdef: nnx.GraphDef, n_train: int,
 
 
 def _epochs_in_flight(cfg: TrainConfig, run_epoch, state, images: np.ndarray,
-                      labels: np.ndarray, first: int, last: int):
+                      labels: np.ndarray, first: int, last: int, gather=epoch_batches):
     """Run the epochs `first` to `last`; yield (epoch, state, [train loss, train accuracy,
     lr]) for each one once the next one has started, so that what the caller does with it,
-    and the gathering of the epoch after, overlap that training.
+    and the gathering of the epoch after (by `gather`, epoch_batches' signature), overlap
+    that training.
 
     Closed before the end (early stopping, an error, Ctrl-C), it waits for the epoch in
     flight: nothing may be left computing on XLA's threads once training has returned or
     raised. A process that exits under such a computation can crash as it shuts down
     (SIGSEGV in 3 of 12 exits after a failed checkpoint write, two runs side by side)."""
-    batches = epoch_batches(cfg, first, images, labels) if first <= last else None
+    batches = gather(cfg, first, images, labels) if first <= last else None
     finished = None
     try:
         for epoch in range(first, last + 1):
             state, *metrics = run_epoch(state, *batches, epoch)  # returns at once
             if epoch < last:
-                batches = epoch_batches(cfg, epoch + 1, images, labels)
+                batches = gather(cfg, epoch + 1, images, labels)
             if finished is not None:
                 yield finished
             finished = (epoch, state, [float(m) for m in metrics])  # waits for this epoch
@@ -211,13 +214,20 @@ def train(
     *,
     resume: Checkpoint | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    devices: int | str | None = None,
 ) -> TrainResult:
     """Train the network `cfg` describes on `data`; call `on_epoch` after every epoch.
 
     `on_checkpoint` gets a Checkpoint after every epoch (before `on_epoch`); a run given
     one as `resume` goes on from it and ends with the weights the uninterrupted run would
-    have. cfg.early_stopping and cfg.keep decide how many epochs train and which becomes the
+    have (bit for bit on the device count it started on; to float rounding on another).
+    cfg.early_stopping and cfg.keep decide how many epochs train and which becomes the
     model. The test set is used only when cfg.validate_on == 'test'.
+
+    `devices` splits every batch over that many of this process's devices ('all': every
+    one; see devices.py); None or 1 trains on JAX's default device. In a run of several
+    processes (distributed.start_processes) every process calls train with the same
+    arguments and trains its share of each batch; all of them get the same result.
 
     Nothing process-wide is changed (see training_speedups for what the CLI changes), and
     nothing is written. Ctrl-C raises KeyboardInterrupt between or during epochs. Whatever
@@ -227,6 +237,8 @@ def train(
     if resume is not None and resume.config != cfg:
         raise ConfigError("the checkpoint was made with another config: resume with its own "
                           "(checkpoint.config)")
+    parallel = data_parallel(cfg, devices)
+    agree_across_processes(cfg, devices, resume.epoch if resume else 0)
     split = split_for_training(cfg, data)
     training = _prepare(cfg, split)
     history = list(resume.history) if resume else []
@@ -235,10 +247,14 @@ def train(
     if resume is not None:
         state = restore_state(state, resume.state, "the checkpoint")
         best_weights = resume.best_weights
+    count = parallel.count if parallel else 1
+    if parallel is not None:
+        state = parallel.replicate(state)
     weights = training.weights(state) if chooser.done else None  # else the loop sets them
     epochs = _epochs_in_flight(cfg, training.run_epoch, state, training.images,
                                split.train_labels, first=len(history) + 1,
-                               last=len(history) if chooser.done else cfg.epochs)
+                               last=len(history) if chooser.done else cfg.epochs,
+                               gather=parallel.epoch_batches if parallel else epoch_batches)
     clock = time.perf_counter()
     with contextlib.closing(epochs):
         for epoch, state, (train_loss, train_acc, lr) in epochs:
@@ -250,13 +266,16 @@ def train(
             record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr,
                                  seconds=clock - previous)
             if resume is not None and epoch == resume.epoch + 1:
-                record = record.noted("resumed")
+                record = record.noted("resumed" if resume.devices == count else
+                                      f"resumed on {count} device{'s' * (count > 1)} "
+                                      f"(before: {resume.devices})")
             history.append(record)
             if chooser.record(record) and cfg.keep == "best":
                 best_weights = weights
             if on_checkpoint is not None:
                 on_checkpoint(Checkpoint(cfg, tuple(history), state_arrays(state),
-                                         best_weights if cfg.keep == "best" else None))
+                                         best_weights if cfg.keep == "best" else None,
+                                         devices=count))
             if on_epoch is not None:
                 on_epoch(record)
             if chooser.done:

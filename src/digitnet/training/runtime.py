@@ -41,10 +41,12 @@ def runs_best_on_one_core(cfg: TrainConfig) -> bool:
 
 
 @contextmanager
-def training_speedups(cfg: TrainConfig) -> Iterator[None]:
-    """Make this process train `cfg` as fast as `digitnet train` does (see the module's
-    docstring for what that changes, and for how long)."""
-    if runs_best_on_one_core(cfg):
+def training_speedups(cfg: TrainConfig, devices: int | str | None = None) -> Iterator[None]:
+    """Make this process train `cfg` on `devices` (as train takes them) as fast as
+    `digitnet train` does (see the module's docstring for what that changes, and for how
+    long). XLA keeps every core where the training is split over several devices."""
+    alone = devices in (None, 1) and not jax.distributed.is_initialized()
+    if alone and runs_best_on_one_core(cfg):
         limit_xla_to_one_core()
     enable_compilation_cache()
     with threadpool_limits(1, user_api="blas"):
