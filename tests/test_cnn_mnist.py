@@ -1,4 +1,7 @@
-"""The CNN recipe on the real MNIST: trained once for this module (about 3 minutes here)."""
+"""A CNN trained on the real MNIST: the `quick` recipe, trained once for this module (about
+20 seconds here). The `cnn` recipe's own accuracy (99.6 % over seeds 0-2) is measured by
+bench/time_to_accuracy.py and docs/training.md, not here: training it took most of the suite's
+time."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -15,15 +18,14 @@ pytestmark = pytest.mark.slow
 def cnn_result(real_mnist):
     from digitnet.training import train
 
-    return train(recipe("cnn"), real_mnist)
+    return train(recipe("quick"), real_mnist)
 
 
-def test_cnn_recipe_reaches_99_5_percent(cnn_result, real_mnist):
-    # Seeds 0-5 measured 99.55-99.66 % (docs/training.md): the lowest 5 images above the
-    # line, seed 0 (this run) 16 above. A CPU's rounding can move a run by more than a few
-    # images: 13 were seen once between two machines, for an earlier 15-epoch recipe.
+def test_quick_recipe_reaches_99_percent(cnn_result, real_mnist):
+    # Seeds 0-2 measured 99.20-99.28 % (docs/training.md): seed 0 (this run) 20 images above
+    # the line, room for a CPU's rounding to move it by a few.
     probs = Predictor(cnn_result.config, cnn_result.weights).probabilities(real_mnist.test_images)
-    assert compute_metrics(probs, real_mnist.test_labels).accuracy >= 0.995
+    assert compute_metrics(probs, real_mnist.test_labels).accuracy >= 0.99
 
 
 def test_numpy_inference_agrees_with_the_trained_flax_cnn(cnn_result, real_mnist):
