@@ -289,7 +289,7 @@ def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[str, ...], str | Non
     if aspect < 0.25:
         notes.append("the ink is much wider than tall: this may not be a single digit")
     digits = several_digits(strong)
-    refused = (f"{digits} digits side by side: read them as a number (--number)"
+    refused = (f"{digits} digits side by side: read them as a number (--number, /api/number)"
                if digits > 1 else None)
     return mask, tuple(notes), refused
 
