@@ -247,3 +247,10 @@ def test_the_tutorial_model_reads_mnist_numbers(tutorial_run, real_mnist):
         whole += reading.number == truth
         wrong += reading.number not in (None, truth)
     assert whole >= 32 and wrong <= 2
+
+
+def test_a_short_thin_stroke_on_a_wide_pad_is_ink():
+    # under 0.5 % of the pixels: once taken for a blank image
+    pad = strokes([(480, 130), (476, 190)], size=(960, 320), width=6)
+    assert prepare_image(pad).pixels.max() == 255
+    assert len(groups_of(pad).groups) == 1

@@ -34,10 +34,12 @@ MIN_CONFIDENCE = 0.7
 # one digit: on --seed 0, no single digit's group was wider than 1.02 and half of the groups
 # of touching digits were wider than 1.15. One wider than MAYBE_WIDE is cut where it does
 # not read as a digit. A cut is kept only where every digit it makes reads SPLIT_CONFIDENCE
-# sure: cut digits are often mangled, and read wrong with a confidence near MIN_CONFIDENCE.
+# sure: cut digits are often mangled, and read wrong with high confidence. On --seed 0's
+# numbers with touching digits, 0.99, 0.995 and 0.999 read 40 %, 34 %, 30 % whole and 27 %,
+# 21 %, 16 % wrong without a refusal (95.8 %, 95.5 %, 95.2 % of the others whole).
 SURELY_WIDE = 1.0
 MAYBE_WIDE = 0.95
-SPLIT_CONFIDENCE = 0.99
+SPLIT_CONFIDENCE = 0.999
 SMALL = 0.3  # a group under this share of the tallest group's height is too small for a digit
 MAX_DIGITS = 32  # more groups of marks than this are not read as one number
 SPLIT_DEPTH = 2  # touching digits are cut at most this many times in a row (4 digits)
