@@ -189,6 +189,16 @@ def report(title: str, items: list[dict], answers: list[dict], ms: float | None)
             result.setdefault(kind, {})[name] = s = score([items[k] for k in keys],
                                                           [answers[k] for k in keys])
             print(_line("  " + name, s))
+    misses = defaultdict(int)  # where the numbers whose digits do not touch were lost
+    for k in apart:
+        truth, answer = items[k]["number"], answers[k]
+        if answer["number"] == truth:
+            continue
+        misses["read wrong" if answer["number"] is not None
+               else "found as too few or too many digits" if len(answer["digits"]) != len(truth)
+               else "a digit found but not read"] += 1
+    result["misses"] = dict(misses)
+    print("  misses (digits apart): " + ", ".join(f"{n} {why}" for why, n in misses.items()))
     mistakes = [(items[k]["number"], answers[k]["number"] or f"refused: {answers[k]['refused']}")
                 for k in apart if answers[k]["number"] != items[k]["number"]]
     print("  first misses (digits apart): " + "; ".join(f"{t} -> {a}" for t, a in mistakes[:8]))

@@ -86,13 +86,13 @@ def read_number(predictor: Predictor, image: Image.Image | np.ndarray, *,
     a number. Raises ImageError when there is no ink at all."""
     ink, scale = find_ink(image, NUMBER_SIZE)
     found = segment(strong_ink(ink))
-    if not found.groups:
-        raise ImageError("no ink found: the image is blank or has too little contrast")
     notes = (f"left out {found.specks} speck{'s' * (found.specks > 1)} far smaller than the "
              "digits",) if found.specks else ()
-    if len(found.groups) > MAX_DIGITS:
-        return NumberReading(None, (), f"{len(found.groups)} separate marks: more than a "
-                                       f"number of {MAX_DIGITS} digits", notes)
+    if found.marks > MAX_DIGITS:
+        return NumberReading(None, (), f"{found.marks} separate marks: more than a number "
+                                       f"of {MAX_DIGITS} digits", notes)
+    if not found.groups:
+        raise ImageError("no ink found: the image is blank or has too little contrast")
     reader = _Reader(predictor, ink, scale, found.slant, min_confidence,
                      np.logical_or.reduce([g.mask for g in found.groups]))
     tallest = max(g.box[3] for g in found.groups)
