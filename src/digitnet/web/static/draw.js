@@ -102,7 +102,7 @@ async function send() {
   if (busy) { again = true; return; }
   if (strokes === 0) return;
   busy = true;
-  const number = ++sent, final = !drawing;
+  const number = ++sent, drawn = strokes, penUp = !drawing;
   try {
     const form = new FormData();
     form.append("file", canvasPng(), "drawing.png");
@@ -110,6 +110,9 @@ async function send() {
     const body = await response.json();
     if (number <= shown) return;  // cleared, or a newer answer is on screen
     shown = number;
+    // final only if it answers the whole drawing: sent with the pen up, and no stroke begun
+    // since (an answer to the drawing before the last stroke is shown as provisional)
+    const final = penUp && strokes === drawn;
     if (response.ok) render(body, final); else showError(body.detail || response.statusText);
   } catch (error) {
     showError("the server did not answer: " + error);
