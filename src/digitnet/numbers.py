@@ -19,7 +19,7 @@ from PIL import Image
 from .errors import ImageError
 from .predict import Prediction, Predictor
 from .preprocess import WORK_SIZE, digit_pixels, find_ink, strong_ink
-from .segment import Group, cuts, segment, split
+from .segment import Group, segment, splits
 
 # A number's ink map keeps the short side at WORK_SIZE, like a single digit's, for a number
 # up to four times wider than tall; a longer one is reduced further.
@@ -149,8 +149,7 @@ class _Reader:
                 group.aspect <= SURELY_WIDE and whole.refused is None):
             return read
         best: tuple[list[DigitReading], float] = ([], 0.0)
-        for cut in cuts(group, self.slant):
-            left, right = split(group, cut, self.slant)
+        for left, right in splits(group, self.slant):
             (a, a_score), (b, b_score) = self.read(left, depth - 1), self.read(right, depth - 1)
             if min(a_score, b_score) > best[1]:
                 best = (a + b, min(a_score, b_score))

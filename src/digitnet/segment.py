@@ -7,7 +7,11 @@ stays are groups of marks from left to right, one digit each where the writer le
 Digits that touch make one group too wide for a digit: `cuts` proposes where to split it,
 and the reader (digitnet.numbers) keeps a cut only where both sides read as digits.
 
-NumPy and OpenCV only; the thresholds were chosen on bench/multidigit.py's `--seed 0` numbers.
+NumPy and OpenCV only; the thresholds were chosen on bench/multidigit.py's `--seed 0` numbers
+(400, with the handwriting recipe's model): of those whose digits do not touch, SPECK 0.1,
+0.15, 0.2 read 95.2 %, 95.5 %, 95.5 % whole; OVERLAP 0.2, 0.35, 0.5, 0.7 read 95.5 %, 95.5 %,
+95.5 %, 95.8 % (digits it merges are parted again between their marks); CUT_MARGIN 0.1,
+0.2, 0.3 read 24 %, 30 %, 22 % of those with touching digits whole (95.5 % of the others).
 """
 
 from __future__ import annotations
@@ -132,16 +136,40 @@ def _merge_overlapping(spans: list[list]) -> list[list]:
     return merged
 
 
-def split(group: Group, cut: float, slant: float) -> tuple[Group, Group]:
-    """`group` cut at sheared column `cut`: the pixels left of it and the rest."""
+def _part(mask: np.ndarray, slant: float) -> Group:
+    _, x = sheared_columns(mask, slant)
+    return Group(mask, _box(mask), (float(x.min()), float(x.max())))
+
+
+def splits(group: Group, slant: float) -> list[tuple[Group, Group]]:
+    """Ways to part `group` into two digits, left and right: first between its marks (digits
+    close enough for their columns to overlap, each whole), then at cuts()."""
+    import cv2
+
+    count, labels = cv2.connectedComponents(group.mask.astype(np.uint8), connectivity=8)
+    parts = []
+    if count > 2:  # several marks: in order of their sheared centres, each prefix and the rest
+        rows, x = sheared_columns(group.mask, slant)
+        marks = labels[rows, np.nonzero(group.mask)[1]]
+        centres = (np.bincount(marks, x, minlength=count)[1:]
+                   / np.bincount(marks, minlength=count)[1:])
+        order = np.argsort(centres) + 1
+        for i in range(1, count - 1):
+            left = np.isin(labels, order[:i])
+            parts.append((_part(left, slant), _part(group.mask & ~left, slant)))
     rows, x = sheared_columns(group.mask, slant)
     cols = np.nonzero(group.mask)[1]
-    halves = []
-    for side in (x < cut, x >= cut):
-        mask = np.zeros_like(group.mask)
-        mask[rows[side], cols[side]] = True
-        halves.append(Group(mask, _box(mask), (float(x[side].min()), float(x[side].max()))))
-    return halves[0], halves[1]
+    for cut in cuts(group, slant):
+        left = x < cut
+        if left.all() or not left.any():
+            continue
+        halves = []
+        for side in (left, ~left):
+            mask = np.zeros_like(group.mask)
+            mask[rows[side], cols[side]] = True
+            halves.append(_part(mask, slant))
+        parts.append((halves[0], halves[1]))
+    return parts
 
 
 def cuts(group: Group, slant: float) -> list[float]:
@@ -151,7 +179,7 @@ def cuts(group: Group, slant: float) -> list[float]:
     _, x = sheared_columns(group.mask, slant)
     first = int(np.floor(x.min()))
     ink = np.bincount(np.round(x).astype(np.int64) - first).astype(np.float64)
-    margin = int(CUT_MARGIN * group.box[3])
+    margin = max(1, int(CUT_MARGIN * group.box[3]))
     if len(ink) <= 2 * margin + 2:
         return []
     inside = np.arange(margin, len(ink) - margin)
