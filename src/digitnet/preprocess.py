@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageError
 from .files import MAX_IMAGE_BYTES, read_file
 from .geometry import SIDE
+from .segment import several_digits
 
 MAX_PIXELS = 40_000_000  # refuse larger images (decompression bombs) before decoding them
 WORK_SIZE = 256  # longest side the image is reduced to before analysis, in pixels
@@ -277,8 +278,6 @@ def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[str, ...], str | Non
     on why it may not be one digit, and why it is refused as one (several digits)."""
     import cv2
 
-    from .segment import several_digits
-
     strong = strong_ink(ink)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(strong.astype(np.uint8),
                                                                connectivity=8)
@@ -294,7 +293,7 @@ def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[str, ...], str | Non
     aspect = (np.ptp(rows) + 1) / (np.ptp(cols) + 1)
     if aspect < 0.25:
         notes.append("the ink is much wider than tall: this may not be a single digit")
-    digits = several_digits(strong)
+    digits = several_digits(strong) if count > 2 else 1  # one mark is one digit at most
     refused = (f"{digits} digits side by side: read them as a number (--number, /api/number)"
                if digits > 1 else None)
     return mask, tuple(notes), refused
