@@ -94,11 +94,11 @@ def test_touching_digits_make_one_wide_group_with_a_cut_between_them():
     two = np.asarray(draw_digit(2, size=28, scale=0.9, width=1))
     five = np.asarray(draw_digit(5, size=28, scale=0.9, width=1))
     image = side_by_side([two, five], [-16])  # the glyphs' ink spans columns 6-20 of 28
-    ink, scale = find_ink(image, (1024, 256))
+    ink, (width, _) = find_ink(image, (1024, 256))
     found = segment(strong_ink(ink))
     [group] = found.groups
     assert group.aspect > 1.0
-    seam = (20 + 28 - 16 + 6) * 4 / scale  # where the 5's ink starts, in ink pixels
+    seam = (20 + 28 - 16 + 6) * 4 * ink.shape[1] / width  # where the 5's ink starts, in ink pixels
     assert any(abs(cut - seam) < 0.1 * group.box[3] for cut in cuts(group, found.slant))
 
 

@@ -11,6 +11,7 @@ NumPy, OpenCV and Pillow only, like the rest of prediction.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,7 +85,7 @@ def read_number(predictor: Predictor, image: Image.Image | np.ndarray, *,
                 min_confidence: float = MIN_CONFIDENCE) -> NumberReading:
     """Read `image` (any mode and size, either polarity, digits side by side in one row) as
     a number. Raises ImageError when there is no ink at all."""
-    ink, scale = find_ink(image, NUMBER_SIZE)
+    ink, size = find_ink(image, NUMBER_SIZE)
     found = segment(strong_ink(ink))
     notes = (f"left out {found.specks} speck{'s' * (found.specks > 1)} far smaller than the "
              "digits",) if found.specks else ()
@@ -93,7 +94,7 @@ def read_number(predictor: Predictor, image: Image.Image | np.ndarray, *,
                                        f"of {MAX_DIGITS} digits", notes)
     if not found.groups:
         raise ImageError("no ink found: the image is blank or has too little contrast")
-    reader = _Reader(predictor, ink, scale, found.slant, min_confidence,
+    reader = _Reader(predictor, ink, size, found.slant, min_confidence,
                      np.logical_or.reduce([g.mask for g in found.groups]))
     tallest = max(g.box[3] for g in found.groups)
     digits: list[DigitReading] = []
@@ -115,13 +116,19 @@ def read_number(predictor: Predictor, image: Image.Image | np.ndarray, *,
 class _Reader:
     """Reads groups of marks of one image as digits, cutting those that hold several."""
 
-    def __init__(self, predictor: Predictor, ink: np.ndarray, scale: float, slant: float,
-                 min_confidence: float, all_ink: np.ndarray):
-        self.predictor, self.ink, self.scale, self.slant = predictor, ink, scale, slant
+    def __init__(self, predictor: Predictor, ink: np.ndarray, size: tuple[int, int],
+                 slant: float, min_confidence: float, all_ink: np.ndarray):
+        self.predictor, self.ink, self.slant = predictor, ink, slant
         self.min_confidence, self.all_ink = min_confidence, all_ink
+        self.size = size  # the image's (width, height)
 
     def _box(self, group: Group) -> tuple[int, int, int, int]:
-        return tuple(int(round(v * self.scale)) for v in group.box)
+        """The group's box in the image's pixels: every image pixel it touches."""
+        (width, height), (rows, cols) = self.size, self.ink.shape
+        left, top, w, h = group.box
+        x0, x1 = math.floor(left * width / cols), math.ceil((left + w) * width / cols)
+        y0, y1 = math.floor(top * height / rows), math.ceil((top + h) * height / rows)
+        return x0, y0, x1 - x0, y1 - y0
 
     def refuse(self, group: Group, reason: str) -> DigitReading:
         return DigitReading(None, None, self._box(group), self._pixels(group), reason)

@@ -133,12 +133,13 @@ def prepare_image(image: Image.Image | np.ndarray) -> PreparedImage:
 
 
 def find_ink(image: Image.Image | np.ndarray, max_size: tuple[int, int] = (WORK_SIZE, WORK_SIZE)
-             ) -> tuple[np.ndarray, float]:
-    """(ink, scale): the ink strength of `image`, float32 (H, W) in [0, 1] (0 = background),
-    reduced to fit `max_size` (width, height), and the image's pixels per ink pixel (the
-    image as shown, after its EXIF orientation). Raises ImageError when there is no ink."""
-    grey, scale = _to_grey(image, max_size)
-    return _ink_map(grey), scale
+             ) -> tuple[np.ndarray, tuple[int, int]]:
+    """(ink, size): the ink strength of `image`, float32 (H, W) in [0, 1] (0 = background),
+    reduced to fit `max_size` (width, height), and the (width, height) of the image it was
+    reduced from (as shown, after its EXIF orientation). Raises ImageError when there is no
+    ink."""
+    grey, size = _to_grey(image, max_size)
+    return _ink_map(grey), size
 
 
 def strong_ink(ink: np.ndarray) -> np.ndarray:
@@ -191,9 +192,9 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 
 
 def _to_grey(image: Image.Image | np.ndarray, max_size: tuple[int, int]
-             ) -> tuple[np.ndarray, float]:
-    """float32 (H, W) in [0, 1], reduced to fit `max_size`, and the image's pixels per pixel
-    of it."""
+             ) -> tuple[np.ndarray, tuple[int, int]]:
+    """float32 (H, W) in [0, 1], reduced to fit `max_size`, and the (width, height) it had
+    before."""
     if isinstance(image, np.ndarray):
         array = np.asarray(image, dtype=np.float32)
         if array.ndim != 2 or min(array.shape) < 1:
@@ -204,10 +205,10 @@ def _to_grey(image: Image.Image | np.ndarray, max_size: tuple[int, int]
             array = array / 255.0
         image = Image.fromarray(np.clip(array * 255, 0, 255).astype(np.uint8), "L")
     image = ImageOps.grayscale(_flatten_alpha(image))
-    width = image.width
+    size = image.size
     if image.width > max_size[0] or image.height > max_size[1]:
         image.thumbnail(max_size, Image.Resampling.LANCZOS)
-    return np.asarray(image, dtype=np.float32) / 255.0, width / image.width
+    return np.asarray(image, dtype=np.float32) / 255.0, size
 
 
 def _ink_map(grey: np.ndarray) -> np.ndarray:
