@@ -144,6 +144,7 @@ function showNumber(result, final) {
   if (!result) return;
   boxes.lineWidth = 3;
   boxes.font = "bold 18px system-ui, sans-serif";
+  let labelsEnd = -Infinity;  // where the last label above the boxes ends
   for (const d of result.digits) {
     const item = document.createElement("li");
     const read = d.digit !== null;
@@ -159,7 +160,10 @@ function showNumber(result, final) {
     const colour = !final ? "#b0bec5" : read ? "#2e7d32" : "#c62828";
     boxes.strokeStyle = colour; boxes.fillStyle = colour;
     boxes.strokeRect(x - 4, y - 4, w + 8, h + 8);
-    boxes.fillText(label, x - 4, y > 26 ? y - 10 : y + h + 24);
+    // above the box, or below it where that would overlap the label before
+    const above = y > 26 && x - 4 > labelsEnd + 6;
+    boxes.fillText(label, x - 4, above ? y - 10 : y + h + 24);
+    if (above) labelsEnd = x - 4 + boxes.measureText(label).width;
   }
 }
 
