@@ -176,11 +176,9 @@ def test_a_number_is_written_digit_by_digit_and_boxed(server, page):
     page.goto(server + "/")
     page.check("#mode-number")
     assert page.locator("#pad").get_attribute("width") == "960"
-    # a 1, a 7 and a 0 side by side on the wide pad, one stroke each
-    strokes = [[(x + 240, y) for x, y in stroke] for stroke in SHAPES[0] + SHAPES[1]]
-    strokes[1] = [(x + 80, y) for x, y in strokes[1]]
-    strokes.append([(x + 500, y) for x, y in SHAPES[2][0]])
-    draw(page, strokes)
+    # a 1, a 7 and a 0 side by side on the wide pad (x 265, 385-535, 605-765), a stroke each
+    draw(page, [[(x + shift, y) for x, y in shape[0]]
+                for shape, shift in zip(SHAPES, (100, 300, 520))])
     expect_digit(page, "170")
     assert page.locator("#digits li").evaluate_all("items => items.map(i => i.dataset.digit)") \
         == ["1", "7", "0"]
