@@ -46,8 +46,9 @@ class Group:
 
     @property
     def aspect(self) -> float:
-        """Width along the writing's slant over height: above 1, seldom one digit."""
-        return (self.span[1] - self.span[0] + 1) / self.box[3]
+        """Width over height, upright or along the writing's slant, whichever is narrower:
+        above 1, seldom one digit."""
+        return min(self.box[2], self.span[1] - self.span[0] + 1) / self.box[3]
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,16 @@ def sheared_columns(mask: np.ndarray, slant: float) -> tuple[np.ndarray, np.ndar
 
 
 def writing_slant(mask: np.ndarray) -> float:
-    """The shear under which the ink leaves the most empty columns between digits (the
-    smallest such shear where several tie): the slant the digits were written at."""
+    """The shear under which the ink stands in the fewest columns (the smallest such shear
+    where several tie): the slant the digits were written at, their strokes upright and the
+    gaps between them widest."""
     rows, cols = np.nonzero(mask)
-    best, best_empty = 0.0, -1
+    best, fewest = 0.0, np.inf
     for slant in sorted(SLANTS, key=abs):
         x = np.round(cols + slant * (rows - mask.shape[0] / 2)).astype(np.int64)
-        occupied = np.bincount(x - x.min())
-        empty = int((occupied == 0).sum())
-        if empty > best_empty:
-            best, best_empty = float(slant), empty
+        occupied = np.count_nonzero(np.bincount(x - x.min()))
+        if occupied < fewest:
+            best, fewest = float(slant), occupied
     return best
 
 
