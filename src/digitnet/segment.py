@@ -4,14 +4,16 @@ A mark is a connected piece of strong ink. People lift the pen inside a digit (a
 4 or 7 drawn in two strokes), so marks that lie over one another, seen along the writing's
 slant, are one digit; marks far smaller than the writing are specks and are left out. What
 stays are groups of marks from left to right, one digit each where the writer left a gap.
-Digits that touch make one group too wide for a digit: `cuts` proposes where to split it,
-and the reader (digitnet.numbers) keeps a cut only where both sides read as digits.
+Digits that touch, or come so close that their columns overlap, make one group too wide for
+a digit: `splits` proposes ways to part it, and the reader (digitnet.numbers) keeps one
+only where both sides read as digits.
 
 NumPy and OpenCV only; the thresholds were chosen on bench/multidigit.py's `--seed 0` numbers
 (400, with the handwriting recipe's model): of those whose digits do not touch, SPECK 0.1,
 0.15, 0.2 read 95.2 %, 95.5 %, 95.5 % whole; OVERLAP 0.2, 0.35, 0.5, 0.7 read 95.5 %, 95.5 %,
-95.5 %, 95.8 % (digits it merges are parted again between their marks); CUT_MARGIN 0.1,
-0.2, 0.3 read 24 %, 30 %, 22 % of those with touching digits whole (95.5 % of the others).
+95.5 %, 95.8 % (digits it merges are parted again between their marks; 0.35 keeps more of a
+broken digit together); CUT_MARGIN 0.1, 0.2, 0.3 read 21 %, 28 %, 18 % of those with
+touching digits whole (95.2 %, 95.5 %, 94.9 % of the others).
 """
 
 from __future__ import annotations
