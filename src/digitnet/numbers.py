@@ -27,9 +27,9 @@ from .segment import Group, segment, splits
 NUMBER_SIZE = (4 * WORK_SIZE, WORK_SIZE)
 # Each digit of a number must be read this sure (the calibrated top probability), on top of
 # the model's own refusal threshold. Chosen on bench/multidigit.py's --seed 0 numbers with the
-# handwriting recipe: 0.7, 0.8, 0.9 read 95.8 %, 91.3 %, 87.1 % of the numbers whole (most
-# of what is lost: 1s with a long flag, which the network takes for 7s too), and 0.3 %, 0,
-# 0 wrong without a refusal.
+# handwriting recipe: 0.7, 0.8, 0.9 read 95.5 %, 91.0 %, 86.8 % of the numbers whose digits
+# do not touch whole (most of what is lost: 1s with a long flag, which the network takes for
+# 7s too), and 0.3 %, 0, 0 wrong without a refusal.
 MIN_CONFIDENCE = 0.7
 # A group of marks wider than tall (Group.aspect) is parted into digits where that reads
 # sure, and else read as one digit only where it is no wider than WIDE_DIGIT and reads
