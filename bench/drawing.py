@@ -188,13 +188,14 @@ def pointer_path(stroke: list, steps: int) -> np.ndarray:
     return np.asarray(points)
 
 
-def rasterise(item: dict) -> np.ndarray:
+def rasterise(item: dict, size: tuple[int, int] = (PAD, PAD)) -> np.ndarray:
     """The pad as the page paints it (black on white, round caps, a quadratic curve through
-    the midpoints of the samples), drawn with OpenCV instead of the browser: (PAD, PAD) uint8.
-    For choosing quickly; the browser's reading is the one reported."""
+    the midpoints of the samples), drawn with OpenCV instead of the browser: uint8 (height,
+    width) of the pad's `size` (width, height). For choosing quickly; the browser's reading
+    is the one reported."""
     import cv2
 
-    pad = np.full((PAD, PAD), 255, np.uint8)
+    pad = np.full((size[1], size[0]), 255, np.uint8)
     width = PENS[item["pen"]]
     t = np.linspace(0, 1, 6)[:, None]
     for stroke in item["strokes"]:

@@ -26,6 +26,14 @@ tutorial recipe's; `--recipe` chooses another starting point (see [training](tra
 
 Exit codes: 0 ok, 1 error (one line on stderr; `--debug` shows the traceback), 2 bad usage,
 130 interrupted (Ctrl-C).
+
+`digitnet predict RUN_DIR IMAGES --number` reads each image as a number, digits written side
+by side: the text output shows the number (or why it is not read) and each digit's
+confidence; `--json` rows carry `"number"` (a string, or `null`), `"refused"` and
+`"digits"` (each with `"digit"`, `"confidence"`, `"box"` as [left, top, width, height] in the
+image's pixels, and `"refused"`); `--csv` has a row per image. Without `--number`, an image
+that clearly holds several digits is refused ("3 digits side by side: read them as a
+number"). How numbers are found and how well they are read: [numbers](handwriting.md#numbers).
 """
 
 

@@ -170,3 +170,24 @@ def test_the_final_answer_follows_the_pen_within_250_ms(server, page):
     print(f"pen lift to final answer over {len(delays)} drawings: median "
           f"{delays[len(delays) // 2]:.0f} ms, p95 {p95:.0f} ms, max {delays[-1]:.0f} ms")
     assert p95 <= 250
+
+
+def test_a_number_is_written_digit_by_digit_and_boxed(server, page):
+    page.goto(server + "/")
+    page.check("#mode-number")
+    assert page.locator("#pad").get_attribute("width") == "960"
+    # a 1, a 7 and a 0 side by side on the wide pad (x 265, 385-535, 605-765), a stroke each
+    draw(page, [[(x + shift, y) for x, y in shape[0]]
+                for shape, shift in zip(SHAPES, (100, 300, 520))])
+    expect_digit(page, "170")
+    assert page.locator("#digits li").evaluate_all("items => items.map(i => i.dataset.digit)") \
+        == ["1", "7", "0"]
+    # each digit's box and confidence is drawn over the writing
+    drawn = page.evaluate("() => Array.from(document.getElementById('boxes').getContext('2d')"
+                          ".getImageData(0, 0, 960, 320).data).filter((v, i) => i % 4 == 3 && v)"
+                          ".length")
+    assert drawn > 1000
+    page.screenshot(path=str(ARTIFACTS / "draw-number.png"))
+    page.check("#mode-digit")  # back to one digit: the square pad, cleared
+    assert page.locator("#pad").get_attribute("width") == "320"
+    expect_digit(page, "?")

@@ -25,6 +25,7 @@ _EXPORTS = {
     "evaluate": "metrics", "compute_metrics": "metrics", "Metrics": "metrics",
     "Predictor": "predict", "Prediction": "predict", "ProgressBar": "progress",
     "prepare_image": "preprocess", "open_image": "preprocess", "PreparedImage": "preprocess",
+    "read_number": "numbers", "NumberReading": "numbers", "DigitReading": "numbers",
     "save_model": "modelfile", "load_model": "modelfile", "export_model": "interop",
     "train_run": "runs", "load_run": "runs", "plot_run": "runs", "Run": "runs",
 }
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .interop import export_model  # noqa: F401
     from .metrics import Metrics, compute_metrics, evaluate  # noqa: F401
     from .modelfile import load_model, save_model  # noqa: F401
+    from .numbers import DigitReading, NumberReading, read_number  # noqa: F401
     from .predict import Prediction, Predictor  # noqa: F401
     from .preprocess import PreparedImage, open_image, prepare_image  # noqa: F401
     from .progress import ProgressBar  # noqa: F401

@@ -283,6 +283,9 @@ def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
                                                       f"{unlisted.strerror or unlisted}"})
             continue
         try:
+            if args.number:
+                items.append({"file": str(path), "reading": _read_number(predictor, path)})
+                continue
             original, prepared = _read_image(path)
         except Exception as exc:  # one bad file, whatever it is, must not stop the batch
             if args.debug:
@@ -291,7 +294,8 @@ def _predict_items(args: argparse.Namespace) -> list[dict[str, Any]]:
                 f"cannot use this image ({type(exc).__name__}: {exc})")
             items.append({"file": str(path), "error": message})
             continue
-        [prediction] = predictor.predict(prepared.pixels[None], notes=[prepared.notes])
+        [prediction] = predictor.predict(prepared.pixels[None], notes=[prepared.notes],
+                                         refused=[prepared.refused])
         items.append({"file": str(path), "prediction": prediction})
         if args.show:
             from .plots import save_network_view
@@ -323,15 +327,29 @@ def _read_image(path: Path):
     return original, prepare_image(original)
 
 
+def _read_number(predictor, path: Path):
+    """The image file `path` read as a number (a NumberReading)."""
+    from .numbers import read_number
+    from .preprocess import open_image
+
+    return read_number(predictor, open_image(path))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if not args.images and not args.test_index:
         raise UsageError("give image files or folders, or --test-index N")
     if args.top < 1:
         raise UsageError("--top must be at least 1")
+    if args.number and (args.test_index or args.show):
+        raise UsageError("--number reads image files: drop "
+                         + " and ".join(f for f, v in (("--test-index", args.test_index),
+                                                       ("--show", args.show)) if v))
     items = _predict_items(args)
     if not items:
         raise DigitnetError("no image files found in the given folders")
-    if args.json:
+    if args.number:
+        _print_numbers(items, args)
+    elif args.json:
         print(json.dumps([_item_json(item, args.top) for item in items], indent=1))
     elif args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -356,6 +374,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{item['file']}: {answer}{label}   top: {top}"
                   + "".join(f"\n    note: {n}" for n in filter(None, (p.refused, *p.notes))))
     return 1 if any("error" in item for item in items) else 0
+
+
+def _print_numbers(items: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """`digitnet predict --number`'s output: one number (or why not) per file."""
+    if args.json:
+        print(json.dumps([{"file": item["file"], "error": item["error"]} if "error" in item
+                          else {"file": item["file"], **_number_json(item["reading"])}
+                          for item in items], indent=1))
+        return
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["file", "number", "digits", "confidences", "note"])
+    for item in items:
+        reading = item.get("reading")
+        if reading is None:
+            if args.csv:
+                writer.writerow([item["file"], "", "", "", item["error"]])
+            else:
+                print(f"{item['file']}: error: {item['error']}")
+            continue
+        digits = " ".join("?" if d.digit is None else str(d.digit) for d in reading.digits)
+        sure = " ".join(f"{d.confidence:.4f}" for d in reading.digits)
+        notes = [n for n in (reading.refused, *reading.notes) if n]
+        if args.csv:
+            writer.writerow([item["file"], reading.number or "", digits, sure, "; ".join(notes)])
+            continue
+        answer = reading.number if reading.number is not None else "not read as a number"
+        read = ", ".join(("?" if d.digit is None else str(d.digit)) + f" {d.confidence:.1%}"
+                         for d in reading.digits)
+        print(f"{item['file']}: {answer}   digits: {read}"
+              + "".join(f"\n    note: {n}" for n in notes))
+
+
+def _number_json(reading) -> dict[str, Any]:
+    """A NumberReading as JSON: the number (or null), why not, and each digit."""
+    return {"number": reading.number, "refused": reading.refused,
+            "digits": [{"digit": d.digit, "confidence": d.confidence, "box": list(d.box),
+                        "refused": d.refused} for d in reading.digits],
+            "notes": list(reading.notes)}
 
 
 def _item_json(item: dict[str, Any], top: int) -> dict[str, Any]:

@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, metavar="K", help="show the K likeliest digits")
     p.add_argument("--show", type=Path, metavar="OUT_DIR",
                    help="write a PNG per image file: the original beside what the network saw")
+    p.add_argument("--number", action="store_true",
+                   help="read each image as a number: digits written side by side, each found, "
+                        "read and boxed; no number where any digit is refused or unsure")
     _add_data_flags(p)
 
     p = commands.add_parser("plot", help="(re)draw a run's plots into RUN_DIR/plots")

@@ -129,21 +129,22 @@ class Predictor:
         """float32 (N, 10) class probabilities, calibrated: softmax(logits / temperature)."""
         return softmax(self.logits(images) / np.float32(self.temperature))
 
-    def predict(self, images: np.ndarray,
-                notes: list[tuple[str, ...]] | None = None) -> list[Prediction]:
-        """One Prediction per image: refused where the top probability is under the model's
-        refuse_below, else a digit, with an 'unsure' note where it is under UNSURE_BELOW."""
+    def predict(self, images: np.ndarray, notes: list[tuple[str, ...]] | None = None,
+                refused: list[str | None] | None = None) -> list[Prediction]:
+        """One Prediction per image: refused where `refused` gives a reason for it (such as
+        PreparedImage.refused) or the top probability is under the model's refuse_below,
+        else a digit, with an 'unsure' note where it is under UNSURE_BELOW."""
         probs = self.probabilities(images)
         predictions = []
         for i, row in enumerate(probs):
             digit = int(np.argmax(row))
             why = list(notes[i]) if notes else []
-            refused = None
-            if self.refuse_below is not None and row[digit] < self.refuse_below:
-                refused = (f"that doesn't look like a digit: the network is only "
-                           f"{row[digit]:.0%} sure, and a digit gets {self.refuse_below:.0%}")
-            elif row[digit] < UNSURE_BELOW:
+            reason = refused[i] if refused else None
+            if reason is None and self.refuse_below is not None and row[digit] < self.refuse_below:
+                reason = (f"that doesn't look like a digit: the network is only "
+                          f"{row[digit]:.0%} sure, and a digit gets {self.refuse_below:.0%}")
+            elif reason is None and row[digit] < UNSURE_BELOW:
                 why.append(f"unsure: the top probability is only {row[digit]:.0%}")
-            predictions.append(Prediction(None if refused else digit,
-                                          tuple(float(p) for p in row), tuple(why), refused))
+            predictions.append(Prediction(None if reason else digit,
+                                          tuple(float(p) for p in row), tuple(why), reason))
         return predictions

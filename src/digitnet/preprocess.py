@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageError
 from .files import MAX_IMAGE_BYTES, read_file
 from .geometry import SIDE
+from .segment import several_digits
 
 MAX_PIXELS = 40_000_000  # refuse larger images (decompression bombs) before decoding them
 WORK_SIZE = 256  # longest side the image is reduced to before analysis, in pixels
@@ -38,15 +39,18 @@ _MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I"
 FIT_BOX = 20  # MNIST's digit box inside the 28x28 field
 FIELD = SIDE
 _MIN_CONTRAST = 0.08  # ink must differ from paper by this fraction of full scale
+_MIN_INK_PIXELS = 30  # fewer pixels of ink than this are no digit (the image is blank)
 
 
 @dataclass(frozen=True)
 class PreparedImage:
     """`pixels`: uint8 (28, 28), 0 = background, 255 = ink. `notes`: why the result may not
-    be a clean single digit (empty when it looks like one)."""
+    be a clean single digit (empty when it looks like one). `refused`: why the image is not
+    read as one digit at all (several digits side by side), else None."""
 
     pixels: np.ndarray
     notes: tuple[str, ...] = ()
+    refused: str | None = None
 
 
 def open_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, *,
@@ -123,13 +127,41 @@ def prepare_image(image: Image.Image | np.ndarray) -> PreparedImage:
     """The MNIST-like 28x28 version of `image` (any mode and size, either polarity).
 
     Raises ImageError when no ink can be told apart from the background."""
-    grey = _to_grey(image)
-    ink = _ink_map(grey)
-    mask, notes = _digit_mask(ink)
-    rows, cols = np.nonzero(mask)
-    crop = ink[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1] * mask[
-        rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
-    return PreparedImage(_fit_and_centre(crop), notes)
+    ink, _ = find_ink(image)
+    mask, notes, refused = _digit_mask(ink)
+    return PreparedImage(digit_pixels(ink, mask), notes, refused)
+
+
+def find_ink(image: Image.Image | np.ndarray, max_size: tuple[int, int] = (WORK_SIZE, WORK_SIZE)
+             ) -> tuple[np.ndarray, tuple[int, int]]:
+    """(ink, size): the ink strength of `image`, float32 (H, W) in [0, 1] (0 = background),
+    reduced to fit `max_size` (width, height), and the (width, height) of the image it was
+    reduced from (as shown, after its EXIF orientation). Raises ImageError when there is no
+    ink."""
+    grey, size = _to_grey(image, max_size)
+    return _ink_map(grey), size
+
+
+def strong_ink(ink: np.ndarray) -> np.ndarray:
+    """bool (H, W): the pixels of `ink` that are surely ink (Otsu's threshold, at least 0.25)."""
+    return ink > max(_otsu_threshold(ink), 0.25)
+
+
+def digit_pixels(ink: np.ndarray, mask: np.ndarray, others: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """uint8 (28, 28): the digit whose strong ink is `mask` (bool, the shape of `ink`),
+    cropped, scaled and centred like MNIST. Its faint anti-aliased edges come along (two
+    steps of growing into the 4 neighbours), except where they are in `others`' mask."""
+    import cv2
+
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    grown = cv2.dilate(mask.astype(np.uint8), cross, iterations=2,
+                       borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool) & (ink > 0.05)
+    if others is not None:
+        grown &= ~others
+    rows, cols = np.nonzero(grown)
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    return _fit_and_centre(ink[box] * grown[box])
 
 
 def naive_resize(image: Image.Image) -> np.ndarray:
@@ -159,8 +191,10 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def _to_grey(image: Image.Image | np.ndarray) -> np.ndarray:
-    """float32 (H, W) in [0, 1], longest side at most WORK_SIZE."""
+def _to_grey(image: Image.Image | np.ndarray, max_size: tuple[int, int]
+             ) -> tuple[np.ndarray, tuple[int, int]]:
+    """float32 (H, W) in [0, 1], reduced to fit `max_size`, and the (width, height) it had
+    before."""
     if isinstance(image, np.ndarray):
         array = np.asarray(image, dtype=np.float32)
         if array.ndim != 2 or min(array.shape) < 1:
@@ -171,9 +205,10 @@ def _to_grey(image: Image.Image | np.ndarray) -> np.ndarray:
             array = array / 255.0
         image = Image.fromarray(np.clip(array * 255, 0, 255).astype(np.uint8), "L")
     image = ImageOps.grayscale(_flatten_alpha(image))
-    if max(image.size) > WORK_SIZE:
-        image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.LANCZOS)
-    return np.asarray(image, dtype=np.float32) / 255.0
+    size = image.size
+    if image.width > max_size[0] or image.height > max_size[1]:
+        image.thumbnail(max_size, Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.float32) / 255.0, size
 
 
 def _ink_map(grey: np.ndarray) -> np.ndarray:
@@ -194,7 +229,12 @@ def _ink_map(grey: np.ndarray) -> np.ndarray:
     ink = np.clip(ink, 0.0, 1.0)
     peak = np.percentile(ink, 99.5)
     if peak < _MIN_CONTRAST:
-        raise ImageError("no ink found: the image is blank or has too little contrast")
+        # Under 0.5 % of the pixels are ink: a thin stroke on a large pad (a 1 on the page's
+        # wide pad) rather than a blank image, where enough of them stand out.
+        marked = ink[ink >= _MIN_CONTRAST]
+        if marked.size < _MIN_INK_PIXELS:
+            raise ImageError("no ink found: the image is blank or has too little contrast")
+        peak = np.percentile(marked, 90)
     return np.clip(ink / peak, 0.0, 1.0)
 
 
@@ -234,11 +274,12 @@ def _otsu_threshold(values: np.ndarray) -> float:
     return float(edges[1:][np.argmax(between)])
 
 
-def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Pixels that belong to the digit: strong ink, minus specks far smaller than the digit."""
+def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[str, ...], str | None]:
+    """The strong ink that belongs to the digit (specks far smaller than it left out), notes
+    on why it may not be one digit, and why it is refused as one (several digits)."""
     import cv2
 
-    strong = ink > max(_otsu_threshold(ink), 0.25)
+    strong = strong_ink(ink)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(strong.astype(np.uint8),
                                                                connectivity=8)
     if count == 1:  # the background alone
@@ -248,17 +289,15 @@ def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     notes = []
     if keep.sum() > 3:
         notes.append(f"{int(keep.sum())} separate marks: this may not be a single digit")
-    mask = np.isin(labels, np.flatnonzero(keep) + 1).astype(np.uint8)
-    # Faint anti-aliased edges next to kept strokes belong to the digit too: two steps of
-    # growing into the 4 neighbours.
-    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    mask = cv2.dilate(mask, cross, iterations=2, borderType=cv2.BORDER_CONSTANT,
-                      borderValue=0).astype(bool) & (ink > 0.05)
+    mask = np.isin(labels, np.flatnonzero(keep) + 1)
     rows, cols = np.nonzero(mask)
     aspect = (np.ptp(rows) + 1) / (np.ptp(cols) + 1)
     if aspect < 0.25:
         notes.append("the ink is much wider than tall: this may not be a single digit")
-    return mask, tuple(notes)
+    digits = several_digits(strong) if count > 2 else 1  # one mark is one digit at most
+    refused = (f"{digits} digits side by side: read them as a number (--number, /api/number)"
+               if digits > 1 else None)
+    return mask, tuple(notes), refused
 
 
 def _fit_and_centre(crop: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 import numpy as np
+from PIL import Image
 
 from ..extras import require
 
@@ -36,8 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 from ..errors import DigitnetError, ImageError  # noqa: E402
 from ..geometry import IMAGE_PIXELS, SIDE  # noqa: E402
+from ..numbers import read_number  # noqa: E402
 from ..predict import Predictor  # noqa: E402
-from ..preprocess import open_image, prepare_image  # noqa: E402
+from ..preprocess import FORMATS, open_image, prepare_image  # noqa: E402
 from ..run_folder import PLOT_NAMES  # noqa: E402
 from ..runs import Run  # noqa: E402
 
@@ -82,6 +85,22 @@ class PredictResponse(BaseModel):
     notes: list[str] = Field(description="why the answer may be unreliable (empty if none)")
 
 
+class DigitOfNumber(BaseModel):
+    digit: int | None = Field(description="the digit read, or null where it is not read")
+    confidence: float = Field(description="the network's calibrated top probability")
+    box: list[int] = Field(description="[left, top, width, height] in the image's pixels")
+    refused: str | None = Field(description="why this digit is not read (null when it is)")
+    image: list[list[int]] = Field(description="the 28x28 image the network saw, 0..255")
+
+
+class NumberResponse(BaseModel):
+    number: str | None = Field(description="the digits read, left to right, or null where "
+                                           "the image is not read as a number")
+    refused: str | None = Field(description="why no number is given (null when one is)")
+    digits: list[DigitOfNumber] = Field(description="each digit found, left to right")
+    notes: list[str] = Field(description="what was left out, such as specks (empty if none)")
+
+
 # The body is read by hand (one endpoint, two content types), so describe both for /docs.
 _PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {
@@ -89,6 +108,12 @@ _PREDICT_BODY = {"requestBody": {"required": True, "content": {
         "properties": {"file": {"type": "string", "format": "binary",
                                 "description": "PNG, JPEG, ... of one digit"}}}},
     "application/json": {"schema": PixelsRequest.model_json_schema()},
+}}}
+_NUMBER_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": "PNG, JPEG, ... of digits side by side"}}}},
 }}}
 
 
@@ -209,6 +234,31 @@ def create_app(predictor: Predictor, run: Run | None = None, *,
             raise HTTPException(404, "no such plot")
         return FileResponse(plots / f"{name}.png", media_type="image/png")
 
+    async def upload(request: Request) -> bytes:
+        """The image file of a multipart request's field `file`, size-checked."""
+        # the image plus room for the multipart framing
+        request = _size_limited(request, MAX_UPLOAD_BYTES, slack=64 * 1024)
+        form = await request.form(max_files=1, max_fields=4)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, "send the image in the multipart field 'file'")
+        content = await upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(content) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"the image is over {MAX_UPLOAD_BYTES:,} bytes")
+        return content
+
+    @app.post("/api/number", response_model=NumberResponse, openapi_extra=_NUMBER_BODY,
+              responses={413: {"description": "upload too large"},
+                         415: {"description": "not multipart"},
+                         422: {"description": "not an image, no ink found"}})
+    async def number(request: Request) -> NumberResponse:
+        """Read a number: a multipart upload in the field `file` of digits written side by
+        side. `number` is null, and `refused` says why, where any digit is not read."""
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise HTTPException(415, "send multipart/form-data with the image in 'file'")
+        content = await upload(request)
+        return await off_the_loop(lambda: _answer_number(predictor, content))
+
     @app.post("/api/predict", response_model=PredictResponse, openapi_extra=_PREDICT_BODY,
               responses={413: {"description": "upload too large"},
                          415: {"description": "neither multipart nor JSON"},
@@ -218,15 +268,7 @@ def create_app(predictor: Predictor, run: Run | None = None, *,
         JSON body {"pixels": 28x28 or 784 numbers 0..255, "preprocess": true}."""
         kind = request.headers.get("content-type", "")
         if kind.startswith("multipart/form-data"):
-            # the image plus room for the multipart framing
-            request = _size_limited(request, MAX_UPLOAD_BYTES, slack=64 * 1024)
-            form = await request.form(max_files=1, max_fields=4)
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise HTTPException(422, "send the image in the multipart field 'file'")
-            content = await upload.read(MAX_UPLOAD_BYTES + 1)
-            if len(content) > MAX_UPLOAD_BYTES:
-                raise HTTPException(413, f"the image is over {MAX_UPLOAD_BYTES:,} bytes")
+            content = await upload(request)
             return await off_the_loop(lambda: _answer_image(predictor, content))
         if kind.startswith("application/json"):
             content = await _size_limited(request, MAX_JSON_BYTES).body()
@@ -238,9 +280,9 @@ def create_app(predictor: Predictor, run: Run | None = None, *,
 
 # The work of a prediction, which runs in the app's thread, off the event loop.
 
-def _answer(predictor: Predictor, pixels: np.ndarray, notes: tuple[str, ...] = ()
-            ) -> PredictResponse:
-    [prediction] = predictor.predict(pixels[None], notes=[notes])
+def _answer(predictor: Predictor, pixels: np.ndarray, notes: tuple[str, ...] = (),
+            refused: str | None = None) -> PredictResponse:
+    [prediction] = predictor.predict(pixels[None], notes=[notes], refused=[refused])
     return PredictResponse(digit=prediction.digit, refused=prediction.refused,
                            probabilities=list(prediction.probabilities),
                            image=pixels.astype(int).tolist(), notes=list(prediction.notes))
@@ -248,7 +290,20 @@ def _answer(predictor: Predictor, pixels: np.ndarray, notes: tuple[str, ...] = (
 
 def _answer_image(predictor: Predictor, content: bytes) -> PredictResponse:
     prepared = prepare_image(open_image(content, max_pixels=MAX_UPLOAD_PIXELS, reduce=True))
-    return _answer(predictor, prepared.pixels, prepared.notes)
+    return _answer(predictor, prepared.pixels, prepared.notes, prepared.refused)
+
+
+def _answer_number(predictor: Predictor, content: bytes) -> NumberResponse:
+    image = open_image(content, max_pixels=MAX_UPLOAD_PIXELS, reduce=True)
+    reading = read_number(predictor, image)
+    # boxes in the uploaded image's pixels, where it was decoded at a reduced size
+    with Image.open(io.BytesIO(content), formats=FORMATS) as header:
+        scale = max(header.size) / max(image.size)
+    return NumberResponse(number=reading.number, refused=reading.refused, notes=list(
+        reading.notes), digits=[DigitOfNumber(
+            digit=d.digit, confidence=d.confidence, refused=d.refused,
+            box=[round(v * scale) for v in d.box], image=d.pixels.astype(int).tolist())
+            for d in reading.digits])
 
 
 def _answer_json(predictor: Predictor, content: bytes) -> PredictResponse:
@@ -261,7 +316,7 @@ def _answer_json(predictor: Predictor, content: bytes) -> PredictResponse:
     pixels = _pixels_array(body)
     if body.preprocess:
         prepared = prepare_image(pixels / 255.0)
-        return _answer(predictor, prepared.pixels, prepared.notes)
+        return _answer(predictor, prepared.pixels, prepared.notes, prepared.refused)
     return _answer(predictor, np.round(pixels).astype(np.uint8))
 
 

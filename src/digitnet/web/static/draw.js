@@ -6,6 +6,17 @@ const bars = document.getElementById("bars");
 const digitEl = document.getElementById("digit");
 const confidenceEl = document.getElementById("confidence");
 const notesEl = document.getElementById("notes");
+const boxes = document.getElementById("boxes").getContext("2d");
+const digitsEl = document.getElementById("digits");
+const hintEl = document.getElementById("hint");
+// One digit on a square pad (/api/predict), or a number on a wide one (/api/number).
+const MODES = {
+  digit: { width: 320, height: 320, api: "/api/predict",
+           hint: "Draw one digit, 0 to 9, with the mouse, a finger or a pen." },
+  number: { width: 960, height: 320, api: "/api/number",
+            hint: "Write a number, its digits side by side, with a little space between them." },
+};
+let mode = MODES.digit;
 
 for (let d = 0; d < 10; d++) {
   bars.insertAdjacentHTML("beforeend",
@@ -53,9 +64,21 @@ for (const name of ["pointerup", "pointercancel", "pointerleave"]) {
   pad.addEventListener(name, () => { if (drawing) { drawing = false; sendNow(); } });
 }
 document.getElementById("pen").addEventListener("change", () => { ctx.lineWidth = penWidth(); });
-document.getElementById("clear").addEventListener("click", () => {
-  resetPad(); strokes = 0; sent += 1; shown = sent; show(null);
-});
+function clearAll() {
+  resetPad(); strokes = 0; sent += 1; shown = sent; render(null);
+}
+document.getElementById("clear").addEventListener("click", clearAll);
+for (const input of document.querySelectorAll("input[name=mode]")) {
+  input.addEventListener("change", () => {
+    mode = MODES[input.value];
+    document.body.classList.toggle("number", mode === MODES.number);
+    for (const canvas of [pad, boxes.canvas]) {
+      canvas.width = mode.width; canvas.height = mode.height;
+    }
+    hintEl.textContent = mode.hint;
+    clearAll();
+  });
+}
 
 // While drawing, ask the server at most every 120 ms with one request in flight, and show
 // those answers as provisional; when the pen lifts, ask at once and show that answer as the
@@ -79,15 +102,18 @@ async function send() {
   if (busy) { again = true; return; }
   if (strokes === 0) return;
   busy = true;
-  const number = ++sent, final = !drawing;
+  const number = ++sent, drawn = strokes, penUp = !drawing;
   try {
     const form = new FormData();
     form.append("file", canvasPng(), "drawing.png");
-    const response = await fetch("/api/predict", { method: "POST", body: form });
+    const response = await fetch(mode.api, { method: "POST", body: form });
     const body = await response.json();
     if (number <= shown) return;  // cleared, or a newer answer is on screen
     shown = number;
-    if (response.ok) show(body, final); else showError(body.detail || response.statusText);
+    // final only if it answers the whole drawing: sent with the pen up, and no stroke begun
+    // since (an answer to the drawing before the last stroke is shown as provisional)
+    const final = penUp && strokes === drawn;
+    if (response.ok) render(body, final); else showError(body.detail || response.statusText);
   } catch (error) {
     showError("the server did not answer: " + error);
   } finally {
@@ -96,19 +122,62 @@ async function send() {
   }
 }
 
+function render(result, final = true) {
+  digitEl.classList.toggle("provisional", !!result && !final);
+  digitEl.dataset.final = String(!!result && final);
+  if (result && final) digitEl.dataset.finalAt = String(performance.now());
+  if (mode === MODES.number) showNumber(result, final); else show(result, final);
+}
+
+// A number: the digits read, and over the writing each digit's box and confidence.
+function showNumber(result, final) {
+  const refused = !!result && result.number === null;
+  digitEl.textContent = !result ? "?" : refused ? "\u2717" : result.number;
+  digitEl.classList.toggle("refused", refused);
+  confidenceEl.textContent = !result ? "write a number" : !final ? "writing…"
+    : refused ? "not read as a number"
+    : `${result.digits.length} digit${result.digits.length > 1 ? "s" : ""}, the least sure `
+      + `${(100 * Math.min(...result.digits.map((d) => d.confidence))).toFixed(1)}%`;
+  notesEl.textContent = result ? [result.refused, ...result.notes].filter(Boolean).join("; ") : "";
+  digitsEl.replaceChildren();
+  boxes.clearRect(0, 0, boxes.canvas.width, boxes.canvas.height);
+  if (!result) return;
+  boxes.lineWidth = 3;
+  boxes.font = "bold 18px system-ui, sans-serif";
+  let labelsEnd = -Infinity;  // where the last label above the boxes ends
+  for (const d of result.digits) {
+    const item = document.createElement("li");
+    const read = d.digit !== null;
+    if (read) item.dataset.digit = String(d.digit);
+    item.classList.toggle("refused", !read);
+    const label = read ? `${d.digit} ${(100 * d.confidence).toFixed(0)}%` : "?";
+    item.textContent = read ? String(d.digit) : "?";
+    const small = document.createElement("small");
+    small.textContent = read ? `${(100 * d.confidence).toFixed(0)}%` : "not read";
+    item.append(small);
+    digitsEl.append(item);
+    const [x, y, w, h] = d.box;
+    const colour = !final ? "#b0bec5" : read ? "#2e7d32" : "#c62828";
+    boxes.strokeStyle = colour; boxes.fillStyle = colour;
+    boxes.strokeRect(x - 4, y - 4, w + 8, h + 8);
+    // above the box, or below it where that would overlap the label before
+    const above = y > 26 && x - 4 > labelsEnd + 6;
+    boxes.fillText(label, x - 4, above ? y - 10 : y + h + 24);
+    if (above) labelsEnd = x - 4 + boxes.measureText(label).width;
+  }
+}
+
 function show(result, final = true) {
   const probs = result ? result.probabilities : new Array(10).fill(0);
   const refused = !!result && result.digit === null;  // not read as a digit
   digitEl.textContent = !result ? "?" : refused ? "\u2717" : String(result.digit);
-  digitEl.classList.toggle("provisional", !final);
   digitEl.classList.toggle("refused", refused);
   bars.classList.toggle("provisional", !final);
-  digitEl.dataset.final = String(!!result && final);
-  if (result && final) digitEl.dataset.finalAt = String(performance.now());
   confidenceEl.textContent = !result ? "draw a digit" : !final ? "drawing…"
-    : refused ? "that doesn't look like a digit"
+    : refused ? "not read as a digit"
     : `${(100 * probs[result.digit]).toFixed(1)}% sure`;
-  notesEl.textContent = result ? result.notes.join("; ") : "";
+  notesEl.textContent = result ? [result.refused, ...result.notes].filter(Boolean).join("; ")
+    : "";
   for (let d = 0; d < 10; d++) {
     const bar = document.getElementById("bar" + d);
     bar.firstElementChild.style.width = (100 * probs[d]).toFixed(1) + "%";
@@ -123,9 +192,9 @@ function show(result, final = true) {
   seen.putImageData(image, 0, 0);
 }
 function showError(message) {
-  show(null);
+  render(null);
   digitEl.textContent = "–";
   confidenceEl.textContent = "";
   notesEl.textContent = message;
 }
-show(null);
+render(null);
