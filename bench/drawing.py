@@ -11,7 +11,7 @@ strokes are made here from shapes defined in a unit box and randomised by `--see
 replayed with Playwright's mouse on `digitnet serve RUN` in Debian's chromium, and the answer
 read is the one the page shows as final after the pen lifts. With `--non-digits`, letters no
 one writes like a digit and a few doodles (a star, a smiley, a heart, an arrow, a scribble)
-are drawn the same way, and the share the page refuses ("that doesn't look like a digit") is
+are drawn the same way, and the share the page refuses (its ✗, "not read as a digit") is
 reported beside the share of digits it refuses.
 
 Seeds: drawings with `--seed 0` were used to choose the preprocessing and the model; the

@@ -157,6 +157,27 @@ def test_a_refused_or_unsure_digit_refuses_the_number_and_says_which():
     assert reading.digits[2].digit is None and reading.digits[2].confidence == pytest.approx(unsure)
 
 
+def test_the_reads_of_one_image_are_bounded(monkeypatch):
+    """Two touching digits that never read surely: every parting is tried, unless the image's
+    budget of reads runs out first."""
+    import digitnet.numbers as numbers
+
+    two = np.asarray(draw_digit(2, size=28, scale=0.9, width=1))
+    five = np.asarray(draw_digit(5, size=28, scale=0.9, width=1))
+    image = side_by_side([two, five], [-16])
+
+    def reads() -> int:
+        unsure = ScriptedPredictor([(3, 0.5)] * 10_000)
+        reading = read_number(unsure, image)
+        assert reading.number is None
+        return 10_000 - len(unsure.answers)
+
+    unbounded = reads()
+    monkeypatch.setattr(numbers, "MAX_READS", 3)
+    bounded = reads()
+    assert bounded <= 3 + numbers.SPLIT_DEPTH < unbounded
+
+
 def test_a_blank_image_is_an_error():
     from digitnet.errors import ImageError
 
@@ -232,6 +253,17 @@ def test_api_number_answers_and_refuses_bad_input(client):
         assert response.status_code == status and message in response.json()["detail"]
     response = client.post("/api/predict", files={"file": ("n.png", png(number_image(3)))})
     assert response.json()["digit"] is None and "side by side" in response.json()["refused"]
+
+
+@pytest.mark.parametrize("size", [(3001, 205), (1537, 3)])
+def test_api_number_boxes_stay_in_an_upload_read_at_a_reduced_size(client, size):
+    wide = np.asarray(Image.fromarray(number_image(3)).resize(size))
+    response = client.post("/api/number", files={"file": ("n.png", png(wide))})
+    assert response.status_code in (200, 422)  # a 3-pixel strip may hold no ink left
+    width, height = size
+    for digit in response.json().get("digits", []):
+        left, top, w, h = digit["box"]
+        assert 0 <= left < left + w <= width and 0 <= top < top + h <= height
 
 
 @pytest.mark.slow

@@ -162,8 +162,8 @@ def _devices_in_words(cfg: TrainConfig, devices: int | str | None) -> tuple[int,
 
     try:
         parallel = data_parallel(cfg, devices)
-    except ConfigError as exc:
-        raise UsageError(f"--devices: {exc}") from None
+    except ConfigError as exc:  # too few devices, or a batch they do not split evenly
+        raise UsageError(f"--devices: {exc}" if devices is not None else str(exc)) from None
     return (parallel.count if parallel else 1), describe_devices(parallel)
 
 

@@ -54,6 +54,11 @@ WIDE_DIGIT_CONFIDENCE = 0.999
 SMALL = 0.3  # a group under this share of the tallest group's height is too small for a digit
 MAX_DIGITS = 32  # more groups of marks than this are not read as one number
 SPLIT_DEPTH = 2  # touching digits are cut at most this many times in a row (4 digits)
+# At most this many single-digit reads for one image: the ways to part a wide group grow with
+# its marks, and two cuts deep with their square, so a group of many small marks (a row of
+# dashes) could otherwise ask for thousands. A number needs a few dozen at most; past the
+# budget, no more partings are tried: wide groups are read whole or refused as touching digits.
+MAX_READS = 400
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class _Reader:
         self.predictor, self.ink, self.slant = predictor, ink, slant
         self.min_confidence, self.all_ink = min_confidence, all_ink
         self.size = size  # the image's (width, height)
+        self.reads_left = MAX_READS
 
     def _box(self, group: Group) -> tuple[int, int, int, int]:
         """The group's box in the image's pixels: every image pixel it touches."""
@@ -149,6 +155,7 @@ class _Reader:
     def one_digit(self, group: Group) -> DigitReading:
         """`group` read as a single digit, refused unless min_confidence sure."""
         pixels = self._pixels(group)
+        self.reads_left -= 1
         [p] = self.predictor.predict(pixels[None])
         reason = p.refused
         if reason is None and p.confidence < self.min_confidence:
@@ -167,6 +174,8 @@ class _Reader:
             return read
         best: tuple[list[DigitReading], float] = ([], 0.0)
         for left, right in splits(group, self.slant):
+            if self.reads_left <= 0:
+                break
             (a, a_score), (b, b_score) = self.read(left, depth - 1), self.read(right, depth - 1)
             if min(a_score, b_score) > best[1]:
                 best = (a + b, min(a_score, b_score))

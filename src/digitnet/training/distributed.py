@@ -31,6 +31,7 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..errors import ConfigError, DigitnetError
+from .devices import local_device_count
 
 def start_processes(coordinator: str | None = None, num_processes: int | None = None,
                     process_id: int | None = None, *, timeout: int) -> None:
@@ -86,15 +87,24 @@ def _wait_for_coordinator(address: str, timeout: float) -> None:
 
 def agree_across_processes(cfg: TrainConfig, devices: int | str | None, epoch: int) -> None:
     """ConfigError in every process unless all of them train the same config, on the same
-    device count each, from the same epoch: a difference would make them train different
-    programs and wait for each other forever. Nothing to do in a run of one process."""
+    device count each (as resolved on each machine: 'all' may mean 2 on one and 4 on
+    another), from the same epoch: a difference would make them train different programs
+    and wait for each other forever. A process short of the devices asked for takes part in
+    the comparison before it raises, so that its peers stop too. Nothing to do in a run of
+    one process."""
     if jax.process_count() == 1:
         return
     from jax.experimental.multihost_utils import process_allgather
 
-    what = f"{cfg.to_json()}\n{devices}\n{epoch}".encode()
+    try:
+        count, problem = local_device_count(devices), None
+    except ConfigError as exc:
+        count, problem = 0, exc  # 0 differs from any count a peer resolves
+    what = f"{cfg.to_json()}\n{count}\n{epoch}".encode()
     digest = np.frombuffer(hashlib.sha256(what).digest(), np.uint8)
     digests = np.asarray(process_allgather(digest))
+    if problem is not None:
+        raise problem
     differ = [i for i in range(len(digests)) if not np.array_equal(digests[i], digests[0])]
     if differ:
         raise ConfigError(f"process {differ[0]} was started with another config, device "

@@ -237,8 +237,8 @@ def train(
     if resume is not None and resume.config != cfg:
         raise ConfigError("the checkpoint was made with another config: resume with its own "
                           "(checkpoint.config)")
-    parallel = data_parallel(cfg, devices)
     agree_across_processes(cfg, devices, resume.epoch if resume else 0)
+    parallel = data_parallel(cfg, devices)
     split = split_for_training(cfg, data)
     training = _prepare(cfg, split)
     history = list(resume.history) if resume else []

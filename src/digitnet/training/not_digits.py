@@ -7,7 +7,7 @@ teaches the network to spread its probability evenly over the ten digits for the
 ("outlier exposure"), so that the refusal threshold fitted on the validation split after
 training (calibration.refusal_threshold) refuses them.
 
-The kinds, each drawn from its own random stream:
+The kinds, in the shares KINDS gives them, all drawn from one random stream of the run's seed:
 - letters written with the pen digits' round pen (pen.py), from skeletons written here;
 - letters printed in the STIX and Computer Modern typefaces matplotlib ships;
 - scribbles: smooth random strokes, each through many points;
@@ -35,6 +35,7 @@ from ..geometry import IMAGE_PIXELS
 from .pen import (CANVAS, DIGIT_HEIGHT, PEN_SHARE, SKELETONS, Stroke, curve, ellipse, join,
                   paint, place)
 
+_TRIES = 100  # drawings of one kind tried in a row before that kind is taken to be broken
 _STREAM = 0x4E0D  # keeps these random numbers apart from the run's other uses of its seed
 TYPEFACES = ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf",
              "STIXGeneralBolIta.ttf", "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf")
@@ -196,7 +197,9 @@ def not_digits(count: int, seed: int) -> np.ndarray:
     kinds = rng.choice(len(KINDS), count, p=shares / shares.sum())
     draws = [draw for draw, _ in KINDS.values()]
     images = [_prepared(draws[kind], rng) for kind in kinds]
-    return np.stack(images) if images else np.zeros((0, IMAGE_PIXELS), np.uint8)
+    out = np.stack(images) if images else np.zeros((0, IMAGE_PIXELS), np.uint8)
+    out.flags.writeable = False  # cached: shared by every caller
+    return out
 
 
 def _prepared(draw: Callable[[np.random.Generator], Image.Image],
@@ -206,8 +209,9 @@ def _prepared(draw: Callable[[np.random.Generator], Image.Image],
     from ..errors import ImageError
     from ..preprocess import prepare_image
 
-    while True:
+    for _ in range(_TRIES):
         try:
             return prepare_image(draw(rng)).pixels.reshape(IMAGE_PIXELS)
         except ImageError:
             continue
+    raise RuntimeError(f"{_TRIES} drawings of {draw.__name__} in a row had no ink")

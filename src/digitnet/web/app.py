@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import math
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -296,14 +297,21 @@ def _answer_image(predictor: Predictor, content: bytes) -> PredictResponse:
 def _answer_number(predictor: Predictor, content: bytes) -> NumberResponse:
     image = open_image(content, max_pixels=MAX_UPLOAD_PIXELS, reduce=True)
     reading = read_number(predictor, image)
-    # boxes in the uploaded image's pixels, where it was decoded at a reduced size
+    # boxes in the uploaded image's pixels, where it was decoded at a reduced size (each
+    # axis by its own factor: the reduced sides are rounded up)
     with Image.open(io.BytesIO(content), formats=FORMATS) as header:
-        scale = max(header.size) / max(image.size)
+        width, height = header.size
+
+    def box(left: int, top: int, w: int, h: int) -> list[int]:
+        x0, y0 = int(left * width / image.width), int(top * height / image.height)
+        x1 = min(width, math.ceil((left + w) * width / image.width))
+        y1 = min(height, math.ceil((top + h) * height / image.height))
+        return [x0, y0, x1 - x0, y1 - y0]
+
     return NumberResponse(number=reading.number, refused=reading.refused, notes=list(
         reading.notes), digits=[DigitOfNumber(
-            digit=d.digit, confidence=d.confidence, refused=d.refused,
-            box=[round(v * scale) for v in d.box], image=d.pixels.astype(int).tolist())
-            for d in reading.digits])
+            digit=d.digit, confidence=d.confidence, refused=d.refused, box=box(*d.box),
+            image=d.pixels.astype(int).tolist()) for d in reading.digits])
 
 
 def _answer_json(predictor: Predictor, content: bytes) -> PredictResponse:
