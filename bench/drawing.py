@@ -246,26 +246,40 @@ def serve(run_dir: str) -> tuple[subprocess.Popen, str]:
     sys.exit(f"digitnet serve {run_dir} did not start")
 
 
-def read_all(page, url: str, items: list[dict], screenshots: Path | None = None) -> list[str]:
-    page.goto(url + "/")
-    # functions, not expressions: the page's CSP forbids the eval an expression would need
+def watch_pen_lifts(page) -> None:
+    """Have the page note when the pen last lifted (window.penLiftedAt), for wait_for_final.
+    A function, not an expression: the page's CSP forbids the eval an expression would need."""
     page.evaluate("() => document.getElementById('pad').addEventListener('pointerup', "
                   "() => { window.penLiftedAt = performance.now(); })")
+
+
+def replay(page, item: dict) -> None:
+    """Draw `item`'s strokes on the pad with the mouse, with its pen and speed."""
+    page.select_option("#pen", str(PENS[item["pen"]]))
+    box = page.locator("#pad").bounding_box()
+    for stroke in item["strokes"]:
+        page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=item["steps"])
+        page.mouse.up()
+
+
+def wait_for_final(page, timeout_ms: int) -> str:
+    """The answer the page shows as final for the drawing as it is after the last stroke."""
+    page.wait_for_function("() => document.getElementById('digit').dataset.final === "
+                           "'true' && Number(document.getElementById('digit').dataset"
+                           ".finalAt) > window.penLiftedAt", timeout=timeout_ms)
+    return page.locator("#digit").text_content()
+
+
+def read_all(page, url: str, items: list[dict], screenshots: Path | None = None) -> list[str]:
+    page.goto(url + "/")
+    watch_pen_lifts(page)
     answers = []
     for number, item in enumerate(items):
-        page.select_option("#pen", str(PENS[item["pen"]]))
-        box = page.locator("#pad").bounding_box()
-        for stroke in item["strokes"]:
-            page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
-            page.mouse.down()
-            for x, y in stroke[1:]:
-                page.mouse.move(box["x"] + x, box["y"] + y, steps=item["steps"])
-            page.mouse.up()
-        # the answer the page shows as final for the drawing as it is after the last stroke
-        page.wait_for_function("() => document.getElementById('digit').dataset.final === "
-                               "'true' && Number(document.getElementById('digit').dataset"
-                               ".finalAt) > window.penLiftedAt", timeout=10_000)
-        answers.append(page.locator("#digit").text_content())
+        replay(page, item)
+        answers.append(wait_for_final(page, 10_000))
         if screenshots is not None:
             screenshots.mkdir(parents=True, exist_ok=True)
             name = f"{number:03d}-{item['style'].replace(' ', '-')}-read-{answers[-1]}.png"

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from drawing import CHROMIUM, CHROMIUM_ARGS, PENS, STYLES, rasterise, serve
+from drawing import (CHROMIUM, CHROMIUM_ARGS, PENS, STYLES, rasterise, replay, serve,
+                     wait_for_final, watch_pen_lifts)
 
 NUMBER_PAD = (960, 320)  # the page's number pad, in canvas pixels (width, height)
 TOUCHING_SHARE = 0.2  # numbers in which two neighbours are made to touch
@@ -244,8 +245,7 @@ def read_in_browser(url: str, items: list[dict], screenshots: Path | None) -> li
         page = browser.new_page(viewport={"width": 1100, "height": 800})
         page.goto(url + "/")
         page.check("#mode-number")
-        page.evaluate("() => document.getElementById('pad').addEventListener('pointerup', "
-                      "() => { window.penLiftedAt = performance.now(); })")
+        watch_pen_lifts(page)
         for n, item in enumerate(items):
             box = page.locator("#pad").bounding_box()
             for x, y in item["specks"]:
@@ -253,17 +253,8 @@ def read_in_browser(url: str, items: list[dict], screenshots: Path | None) -> li
                 page.mouse.move(box["x"] + x, box["y"] + y)
                 page.mouse.down()
                 page.mouse.up()
-            page.select_option("#pen", str(PENS[item["pen"]]))
-            for stroke in item["strokes"]:
-                page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
-                page.mouse.down()
-                for x, y in stroke[1:]:
-                    page.mouse.move(box["x"] + x, box["y"] + y, steps=item["steps"])
-                page.mouse.up()
-            page.wait_for_function("() => document.getElementById('digit').dataset.final === "
-                                   "'true' && Number(document.getElementById('digit').dataset"
-                                   ".finalAt) > window.penLiftedAt", timeout=15_000)
-            shown = page.locator("#digit").text_content()
+            replay(page, item)
+            shown = wait_for_final(page, 15_000)
             digits = page.locator("#digits li").evaluate_all(
                 "items => items.map(li => li.dataset.digit || null)")
             answers.append({"number": shown if shown.isdigit() else None,

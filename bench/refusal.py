@@ -133,8 +133,8 @@ def noise(rng) -> Image.Image:
     return Image.fromarray(specks)
 
 
-KINDS = {"letters": letter, "written letters": written_letter, "scribbles": scribble, "shapes": shape, "noise": noise,
-         "numbers": number}
+KINDS = {"letters": letter, "written letters": written_letter, "scribbles": scribble,
+         "shapes": shape, "noise": noise, "numbers": number}
 
 
 def non_digits(per_kind: int, seed: int) -> dict[str, np.ndarray]:

@@ -16,8 +16,8 @@ imports, reading MNIST and compilation are part of its time), one after the othe
   skips both, see bench/startup.py; `--second-run` times that too, each recipe and seed run
   again with the cache its first run filled). `digitnet train` validates on a hold-out,
   never on the test set, so the test accuracy after every epoch is found from the checkpoint
-  it writes after each epoch (runs.py): this script hard-links each checkpoint as it appears (polling
-  every 10 ms), and once every command has finished, rebuilds each epoch's weights from it
+  it writes after each epoch (runs.py): this script hard-links each checkpoint as it appears
+  (polling every 10 ms), and once every command has finished, rebuilds each epoch's weights from it
   and evaluates them on the test set. The time of an epoch is its checkpoint file's
   modification time: the epoch has trained and been validated, and its weights are out.
   (Running `--validate-on test` instead would not time the recipe: validating on the test

@@ -150,9 +150,9 @@ def splits(group: Group, slant: float) -> list[tuple[Group, Group]]:
     import cv2
 
     count, labels = cv2.connectedComponents(group.mask.astype(np.uint8), connectivity=8)
+    rows, x = sheared_columns(group.mask, slant)
     parts = []
     if count > 2:  # several marks: in order of their sheared centres, each prefix and the rest
-        rows, x = sheared_columns(group.mask, slant)
         marks = labels[rows, np.nonzero(group.mask)[1]]
         centres = (np.bincount(marks, x, minlength=count)[1:]
                    / np.bincount(marks, minlength=count)[1:])
@@ -160,7 +160,6 @@ def splits(group: Group, slant: float) -> list[tuple[Group, Group]]:
         for i in range(1, count - 1):
             left = np.isin(labels, order[:i])
             parts.append((_part(left, slant), _part(group.mask & ~left, slant)))
-    rows, x = sheared_columns(group.mask, slant)
     cols = np.nonzero(group.mask)[1]
     for cut in cuts(group, slant):
         left = x < cut

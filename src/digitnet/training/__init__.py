@@ -9,6 +9,7 @@
     augment.py   random distortions inside the compiled step, and the writing variants
     printed.py   printed digits (matplotlib's typefaces) for the training split
     pen.py       synthetic digits painted as pen strokes, for the training split
+    not_digits.py  generated non-digits with a uniform target, for the training split
     runtime.py   process-wide speed settings, applied only when asked for
     devices.py   data parallelism: every batch split over a mesh of devices
     distributed.py  several processes or machines training together (JAX's runtime)
