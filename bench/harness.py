@@ -91,14 +91,33 @@ def cold_predict(run_dir: Path, cache: Path) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
 
 
-TRAINED_RUNS = BENCH_VENVS / "runs"  # run folders the benchmarks share, by recipe and seed
+TRAINED_RUNS = BENCH_VENVS / "runs"  # run folders the benchmarks share
+TRAINING_CODE = Path(__file__).resolve().parents[1] / "src" / "digitnet" / "training"
+
+
+def training_key(recipe: str, seed: int) -> str:
+    """What a trained run depends on, hashed: the recipe's settings at `seed` and the source
+    of the training package (its generators of pen digits and non-digits included)."""
+    import hashlib
+    import json
+
+    from digitnet.config import recipe as named_recipe
+
+    settings = named_recipe(recipe).replace(seed=seed).to_dict()
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for source in sorted(TRAINING_CODE.rglob("*.py")):
+        digest.update(source.relative_to(TRAINING_CODE).as_posix().encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def trained_run(recipe: str, seed: int, data_dir: Path) -> Path:
     """A finished run folder of `recipe` at `seed`, trained once by `digitnet train` (of the
-    code in this checkout) and kept under TRAINED_RUNS for the benchmarks that read
-    models; delete it after changing how a recipe trains."""
-    run = TRAINED_RUNS / f"{recipe}-seed{seed}"
+    code in this checkout) and kept under TRAINED_RUNS for the benchmarks that read models.
+    The folder is named by training_key, so a change to the recipe or to the training code
+    trains a new one instead of reusing a stale model (a change elsewhere, such as to how
+    images are prepared, does not: delete the folder then)."""
+    run = TRAINED_RUNS / f"{recipe}-seed{seed}-{training_key(recipe, seed)}"
     if not (run / "model.safetensors").exists():
         print(f"training --recipe {recipe} --seed {seed} into {run} (once) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "digitnet", "train", "--recipe", recipe,
