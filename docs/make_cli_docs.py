@@ -38,7 +38,7 @@ number"). How numbers are found and how well they are read: [numbers](handwritin
 
 
 def _help(argv: list[str]) -> str:
-    from digitnet.cli_args import build_parser
+    from digitnet.cli.args import build_parser
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):

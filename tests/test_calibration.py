@@ -79,10 +79,10 @@ def test_a_run_stores_its_calibration_and_every_command_uses_it(tiny_mnist, tmp_
                                                                  monkeypatch, capsys):
     import onnxruntime
 
-    import digitnet.cli
+    import digitnet.cli.common
 
-    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
-    monkeypatch.setattr(digitnet.cli, "_load_test_set",
+    monkeypatch.setattr(digitnet.cli.common, "load_data", lambda args: tiny_mnist)
+    monkeypatch.setattr(digitnet.cli.common, "load_test_set",
                         lambda args: (tiny_mnist.test_images, tiny_mnist.test_labels))
     run = tmp_path / "run"
     assert main(["train", "--hidden", "16", "--epochs", "2", "--out", str(run)]) == 0

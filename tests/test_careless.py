@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import digitnet.cli
+import digitnet.cli.common
 import digitnet.data
 import digitnet.download
 import digitnet.preprocess
@@ -111,7 +111,7 @@ def test_train_refuses_a_folder_that_holds_something_before_loading_mnist(
     folder.mkdir()
     for name, text in files.items():
         (folder / name).write_text(text)
-    monkeypatch.setattr(digitnet.cli, "_load_data", no_mnist)
+    monkeypatch.setattr(digitnet.cli.common, "load_data", no_mnist)
     assert main([*TRAIN, "--out", str(folder)]) == 1
     assert message in one_line(capsys.readouterr().err)
     assert {p.name: p.read_text() for p in folder.iterdir() if p.name[0] != "."} == files
@@ -123,12 +123,12 @@ def test_overwrite_replaces_a_runs_files_and_keeps_the_users(tmp_path, tiny_mnis
     folder.mkdir()
     (folder / "config.json").write_text('{"mine": true}')
     (folder / "notes.txt").write_text("keep me")
-    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
+    monkeypatch.setattr(digitnet.cli.common, "load_data", lambda args: tiny_mnist)
     assert main([*TRAIN, "--out", str(folder), "--overwrite"]) == 0
     assert TrainConfig.from_json((folder / "config.json").read_text()).hidden == (16,)
     assert (folder / "notes.txt").read_text() == "keep me"
     capsys.readouterr()
-    monkeypatch.setattr(digitnet.cli, "_load_data", no_mnist)
+    monkeypatch.setattr(digitnet.cli.common, "load_data", no_mnist)
     assert main([*TRAIN, "--out", str(folder)]) == 1  # now a finished run
     assert "already holds a trained model" in one_line(capsys.readouterr().err)
 
@@ -149,7 +149,7 @@ def test_a_second_training_into_a_busy_folder_fails_at_once(argv, tmp_path, monk
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
-        monkeypatch.setattr(digitnet.cli, "_load_data", no_mnist)
+        monkeypatch.setattr(digitnet.cli.common, "load_data", no_mnist)
         assert main([*argv, str(folder)]) == 1
     finally:
         holder.stdin.close()

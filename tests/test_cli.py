@@ -185,10 +185,10 @@ def test_export_of_a_trained_mlp_predicts_the_same_over_the_test_set(tutorial_ru
 @pytest.mark.parametrize("recipe", ["tutorial", "cnn"])
 def test_train_takes_a_network_written_out_as_layers(recipe, tmp_path, tiny_mnist, monkeypatch,
                                                      capsys):
-    import digitnet.cli
+    import digitnet.cli.common
     from digitnet.predict import Predictor
 
-    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
+    monkeypatch.setattr(digitnet.cli.common, "load_data", lambda args: tiny_mnist)
     layers = "conv4k3v-relu,maxpool2,flatten,dropout0.25,dense10"
     assert main(["train", "--recipe", recipe, "--layers", layers, "--epochs", "1", "--no-plots",
                  "--no-augment", "--out", str(tmp_path / "run")]) == 0

@@ -39,12 +39,12 @@ import sys
 sys.path.insert(0, {str(TESTS)!r})
 from conftest import synthetic_digits
 from digitnet.data import MnistData
-import digitnet.cli
+import digitnet.cli.common
 
 images, labels = synthetic_digits(600, seed=1)
 test_images, test_labels = synthetic_digits(200, seed=2)
 data = MnistData(images, labels, test_images, test_labels, source="synthetic")
-digitnet.cli._load_data = lambda args: data
+digitnet.cli.common.load_data = lambda args: data
 sys.argv = ["digitnet", *sys.argv[1:]]
 digitnet.cli.entry_point()
 """
@@ -171,9 +171,9 @@ def test_two_host_devices_train_the_weights_of_one_and_resume_across_counts():
 ])
 def test_bad_device_and_process_flags_get_one_line(flags, message, tmp_path, capsys,
                                                    tiny_mnist, monkeypatch):
-    import digitnet.cli
+    import digitnet.cli.common
 
-    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
+    monkeypatch.setattr(digitnet.cli.common, "load_data", lambda args: tiny_mnist)
     assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(tmp_path / "run"),
                  *flags]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -306,10 +306,10 @@ def test_resuming_on_another_device_count_says_so_in_one_line_and_in_the_history
     one device: allowed, said once before training, and noted in the history."""
     import dataclasses
 
-    import digitnet.cli
+    import digitnet.cli.common
     from digitnet.checkpoint import CHECKPOINT_FILENAME, load_checkpoint, save_checkpoint
 
-    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
+    monkeypatch.setattr(digitnet.cli.common, "load_data", lambda args: tiny_mnist)
     run = tmp_path / "run"
 
     def interrupt(record):

@@ -40,7 +40,7 @@ def test_every_relative_link_and_image_exists(page):
 
 def test_the_command_line_page_is_what_the_parser_says():
     if sys.version_info[:2] != (3, 11):  # argparse's layout differs between Pythons
-        from digitnet.cli_args import build_parser
+        from digitnet.cli.args import build_parser
 
         text = (ROOT / "docs" / "cli.md").read_text()
         parser = build_parser()

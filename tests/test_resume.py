@@ -196,10 +196,10 @@ def test_choosing_an_epoch_on_the_test_set_is_refused():
 
 def test_cli_resume_refuses_config_flags_and_finishes_after_ctrl_c(tmp_path, tiny_mnist,
                                                                    monkeypatch, capsys):
-    import digitnet.cli
+    import digitnet.cli.common
     import digitnet.runs
 
-    monkeypatch.setattr(digitnet.cli, "_load_data", lambda args: tiny_mnist)
+    monkeypatch.setattr(digitnet.cli.common, "load_data", lambda args: tiny_mnist)
     run = tmp_path / "run"
     real_train = digitnet.runs.train_run
 

@@ -9,9 +9,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from . import __version__
-from .config import RECIPES, TrainConfig
-from .interop import EXPORT_FORMATS
+from .. import __version__
+from ..config import RECIPES, TrainConfig
+from ..interop import EXPORT_FORMATS
 
 
 def _widths(text: str) -> tuple[int, ...]:
