@@ -92,12 +92,17 @@ def cold_predict(run_dir: Path, cache: Path) -> tuple[float, float]:
 
 
 TRAINED_RUNS = BENCH_VENVS / "runs"  # run folders the benchmarks share
-TRAINING_CODE = Path(__file__).resolve().parents[1] / "src" / "digitnet" / "training"
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digitnet"
+# The code a trained model may depend on: the package but for the command line, the web app
+# and the readers and writers of other formats. (The preparation of images is in: every
+# generated pen digit and non-digit goes through it, and a change there redraws some.)
+TRAINING_CODE = sorted(path for path in PACKAGE.rglob("*.py")
+                       if path.relative_to(PACKAGE).parts[0] not in ("cli", "web", "interop"))
 
 
 def training_key(recipe: str, seed: int) -> str:
     """What a trained run depends on, hashed: the recipe's settings at `seed` and the source
-    of the training package (its generators of pen digits and non-digits included)."""
+    of TRAINING_CODE."""
     import hashlib
     import json
 
@@ -105,8 +110,8 @@ def training_key(recipe: str, seed: int) -> str:
 
     settings = named_recipe(recipe).replace(seed=seed).to_dict()
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for source in sorted(TRAINING_CODE.rglob("*.py")):
-        digest.update(source.relative_to(TRAINING_CODE).as_posix().encode())
+    for source in TRAINING_CODE:
+        digest.update(source.relative_to(PACKAGE).as_posix().encode())
         digest.update(source.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -114,9 +119,8 @@ def training_key(recipe: str, seed: int) -> str:
 def trained_run(recipe: str, seed: int, data_dir: Path) -> Path:
     """A finished run folder of `recipe` at `seed`, trained once by `digitnet train` (of the
     code in this checkout) and kept under TRAINED_RUNS for the benchmarks that read models.
-    The folder is named by training_key, so a change to the recipe or to the training code
-    trains a new one instead of reusing a stale model (a change elsewhere, such as to how
-    images are prepared, does not: delete the folder then)."""
+    The folder is named by training_key, so a change to the recipe or to the code training
+    depends on trains a new one instead of reusing a stale model."""
     run = TRAINED_RUNS / f"{recipe}-seed{seed}-{training_key(recipe, seed)}"
     if not (run / "model.safetensors").exists():
         print(f"training --recipe {recipe} --seed {seed} into {run} (once) ...", file=sys.stderr)
