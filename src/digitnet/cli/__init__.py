@@ -72,6 +72,3 @@ def entry_point() -> None:
     gc.freeze()
     sys.exit(code)
 
-
-if __name__ == "__main__":
-    entry_point()
