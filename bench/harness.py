@@ -93,11 +93,13 @@ def cold_predict(run_dir: Path, cache: Path) -> tuple[float, float]:
 
 TRAINED_RUNS = BENCH_VENVS / "runs"  # run folders the benchmarks share
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digitnet"
-# The code a trained model may depend on: the package but for the command line, the web app
-# and the readers and writers of other formats. (The preparation of images is in: every
-# generated pen digit and non-digit goes through it, and a change there redraws some.)
+# The code a trained model may depend on: the package but for what only reads or shows a
+# trained model (the command line, the web app, other formats, plots, numbers). The
+# preparation of images is in: every generated pen digit and non-digit goes through it, and
+# a change there redraws some of them.
 TRAINING_CODE = sorted(path for path in PACKAGE.rglob("*.py")
-                       if path.relative_to(PACKAGE).parts[0] not in ("cli", "web", "interop"))
+                       if path.relative_to(PACKAGE).parts[0] not in
+                       ("cli", "web", "interop", "plots.py", "numbers.py"))
 
 
 def training_key(recipe: str, seed: int) -> str:

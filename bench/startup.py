@@ -36,7 +36,7 @@ from harness import measure
 PHASES = r"""
 import gc, json, sys, time
 started = time.perf_counter()
-import digitnet.cli, digitnet.runs
+import digitnet.cli, digitnet.cli.common, digitnet.runs
 cli_imported = time.perf_counter()
 import digitnet.training
 training_imported = time.perf_counter()
@@ -52,7 +52,7 @@ def timed(owner, name, key):
             marks[key + " end"] = time.perf_counter()
     setattr(owner, name, wrapper)
 
-timed(digitnet.cli, "_load_data", "data")
+timed(digitnet.cli.common, "load_data", "data")
 timed(digitnet.training, "train", "train")
 timed(digitnet.runs, "_finish_run", "finish")
 code = digitnet.cli.main(sys.argv[1:])
