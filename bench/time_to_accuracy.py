@@ -182,19 +182,13 @@ def digitnet_curve(result: dict, data) -> Curve:
 
     from digitnet.checkpoint import load_checkpoint
     from digitnet.predict import Predictor
-    from digitnet.training import split_for_training
-    from digitnet.training.loop import _prepare  # the loop's own state tree, to restore into
-    from digitnet.training.state import restore_state
+    from digitnet.training import checkpoint_weights
 
     curve = Curve(result["label"], result["wall"])
-    training = None
-    for path, seconds in result["captured"]:
-        checkpoint = load_checkpoint(path)
-        if training is None:
-            training = _prepare(checkpoint.config, split_for_training(checkpoint.config, data))
-        state = restore_state(training.initial_state, checkpoint.state, str(path))
-        probs = Predictor(checkpoint.config, training.weights(state)).probabilities(
-            data.test_images)
+    checkpoints = (load_checkpoint(path) for path, _ in result["captured"])
+    for (checkpoint, weights), (_, seconds) in zip(checkpoint_weights(checkpoints, data),
+                                                   result["captured"]):
+        probs = Predictor(checkpoint.config, weights).probabilities(data.test_images)
         curve.epochs.append(checkpoint.epoch)
         curve.seconds.append(seconds)
         curve.accuracy.append(float(np.mean(probs.argmax(1) == data.test_labels)))

@@ -13,7 +13,7 @@ from digitnet.metrics import loss_and_accuracy
 from digitnet.history import EpochRecord, read_history
 from digitnet.predict import Predictor
 from digitnet.runs import resume_point, resume_run, train_run
-from digitnet.training import split_for_training, train
+from digitnet.training import checkpoint_weights, split_for_training, train
 from digitnet.training.stopping import EpochChooser
 
 CONFIGS = {
@@ -44,6 +44,20 @@ def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(cfg, tiny_mnist):
     assert _same_training(resumed.history, whole.history)
     assert [r.note for r in resumed.history[2:]][0].startswith("resumed")
     assert resumed.kept_epoch == whole.kept_epoch
+
+
+def test_checkpoint_weights_are_each_epochs_weights(tiny_mnist):
+    """What a checkpoint holds, restored: the last one's weights are the run's final weights
+    (keep='last'), and an earlier one's are not."""
+    cfg = CONFIGS["mlp"].replace(epochs=2)
+    checkpoints = []
+    whole = train(cfg, tiny_mnist, on_checkpoint=checkpoints.append)
+    read = list(checkpoint_weights(iter(checkpoints), tiny_mnist))
+    assert [c.epoch for c, _ in read] == [1, 2]
+    (_, first), (_, last) = read
+    assert last.keys() == whole.weights.keys()
+    assert all(np.array_equal(last[n], whole.weights[n]) for n in last)
+    assert not all(np.array_equal(first[n], whole.weights[n]) for n in first)
 
 
 def test_checkpoint_file_round_trip(tmp_path, tiny_mnist):

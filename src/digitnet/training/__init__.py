@@ -20,10 +20,10 @@ from ..extras import require
 require("train", "training")  # before the first JAX import, so a light install hears why
 
 from .batches import split_for_training, validation_size  # noqa: E402
-from .loop import TrainResult, train  # noqa: E402
+from .loop import TrainResult, checkpoint_weights, train  # noqa: E402
 from .runtime import (enable_compilation_cache, limit_xla_to_one_core,  # noqa: E402
                       runs_best_on_one_core, training_speedups)
 
-__all__ = ["TrainResult", "enable_compilation_cache", "limit_xla_to_one_core",
-           "runs_best_on_one_core", "split_for_training", "train", "training_speedups",
-           "validation_size"]
+__all__ = ["TrainResult", "checkpoint_weights", "enable_compilation_cache",
+           "limit_xla_to_one_core", "runs_best_on_one_core", "split_for_training", "train",
+           "training_speedups", "validation_size"]

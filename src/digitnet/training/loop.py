@@ -15,7 +15,7 @@ import contextlib
 import functools
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -205,6 +205,21 @@ def _prepare(cfg: TrainConfig, split: Split) -> _Training:
     return _Training(network, graphdef, state,
                      make_epoch_fn(cfg, graphdef, len(split.train_images), schedule),
                      np.take(split.train_images, network.pixels, axis=1))
+
+
+def checkpoint_weights(checkpoints: Iterable[Checkpoint], data: MnistData
+                       ) -> Iterator[tuple[Checkpoint, dict[str, np.ndarray]]]:
+    """Each of `checkpoints` (all of one run, so of one config) in turn, with the whole
+    network's weights it holds, named as in the model file: its training state restored into
+    the state tree its config builds on `data`, as a resumed run restores it."""
+    training = None
+    for checkpoint in checkpoints:
+        if training is None:
+            training = _prepare(checkpoint.config,
+                                split_for_training(checkpoint.config, data))
+        state = restore_state(training.initial_state, checkpoint.state,
+                              f"the checkpoint of epoch {checkpoint.epoch}")
+        yield checkpoint, training.weights(state)
 
 
 def train(
