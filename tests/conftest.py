@@ -66,6 +66,23 @@ def random_weights(cfg, seed: int = 0) -> dict[str, np.ndarray]:
             for n, s in tensor_shapes(cfg.network).items()}
 
 
+def added_to_training(data: MnistData, **extra) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels that `extra` (a TrainConfig field, such as pen_digits=4) adds to
+    the training split of `data` at seed 2, once it is checked that the validation split and
+    the training split's own images stay as they were."""
+    from digitnet.config import TrainConfig
+    from digitnet.training import split_for_training
+
+    plain = split_for_training(TrainConfig(validate_on="split", seed=2), data)
+    mixed = split_for_training(TrainConfig(validate_on="split", seed=2, **extra), data)
+    np.testing.assert_array_equal(mixed.val_images, plain.val_images)
+    np.testing.assert_array_equal(mixed.val_labels, plain.val_labels)
+    n = len(plain.train_images)
+    np.testing.assert_array_equal(mixed.train_images[:n], plain.train_images)
+    np.testing.assert_array_equal(mixed.train_labels[:n], plain.train_labels)
+    return mixed.train_images[n:], mixed.train_labels[n:]
+
+
 @pytest.fixture(scope="session")
 def tiny_mnist() -> MnistData:
     """A small MNIST-shaped data set of drawn digits: 600 training and 200 test images."""

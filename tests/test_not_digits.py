@@ -2,9 +2,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import added_to_training
 from digitnet.config import TrainConfig
 from digitnet.errors import ConfigError
-from digitnet.training import split_for_training, train
+from digitnet.training import train
 from digitnet.training.batches import NOT_A_DIGIT
 from digitnet.training.loop import _loss_terms
 from digitnet.training.not_digits import KINDS, LETTERS, PRINTED, not_digits
@@ -44,14 +45,9 @@ def test_letter_skeletons_are_strokes_in_their_box(letter):
 
 
 def test_not_digits_join_the_training_split_only_with_their_own_label(tiny_mnist):
-    plain = split_for_training(TrainConfig(validate_on="split", seed=2), tiny_mnist)
-    mixed = split_for_training(TrainConfig(validate_on="split", seed=2, not_digits=30),
-                               tiny_mnist)
-    np.testing.assert_array_equal(mixed.val_images, plain.val_images)
-    np.testing.assert_array_equal(mixed.val_labels, plain.val_labels)
-    n = len(plain.train_images)
-    np.testing.assert_array_equal(mixed.train_images[n:], not_digits(30, seed=2))
-    assert np.all(mixed.train_labels[n:] == NOT_A_DIGIT) and len(mixed.train_labels) == n + 30
+    images, labels = added_to_training(tiny_mnist, not_digits=30)
+    np.testing.assert_array_equal(images, not_digits(30, seed=2))
+    assert len(labels) == 30 and np.all(labels == NOT_A_DIGIT)
 
 
 def test_a_non_digit_is_taught_the_uniform_target():

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from digitnet.config import TrainConfig
-from digitnet.training import split_for_training
+from conftest import added_to_training
 from digitnet.training.pen import SKELETONS, pen_digits
 
 
@@ -46,13 +45,7 @@ def test_skeletons_stay_in_their_box(digit):
 
 
 def test_pen_digits_join_the_training_split_only(tiny_mnist):
-    plain = split_for_training(TrainConfig(validate_on="split", seed=2), tiny_mnist)
-    mixed = split_for_training(TrainConfig(validate_on="split", seed=2, pen_digits=4),
-                               tiny_mnist)
-    np.testing.assert_array_equal(mixed.val_images, plain.val_images)
-    np.testing.assert_array_equal(mixed.val_labels, plain.val_labels)
-    n = len(plain.train_images)
-    np.testing.assert_array_equal(mixed.train_images[:n], plain.train_images)
-    images, labels = pen_digits(4, seed=2)  # the run's seed draws them
-    np.testing.assert_array_equal(mixed.train_images[n:], images)
-    np.testing.assert_array_equal(mixed.train_labels[n:], labels)
+    images, labels = added_to_training(tiny_mnist, pen_digits=4)
+    expected_images, expected_labels = pen_digits(4, seed=2)  # the run's seed draws them
+    np.testing.assert_array_equal(images, expected_images)
+    np.testing.assert_array_equal(labels, expected_labels)

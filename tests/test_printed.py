@@ -1,7 +1,6 @@
 import numpy as np
 
-from digitnet.config import TrainConfig
-from digitnet.training import split_for_training
+from conftest import added_to_training
 from digitnet.training.printed import PER_COPY, printed_digits
 
 
@@ -25,12 +24,7 @@ def test_printed_digits_are_prepared_like_user_images():
 
 
 def test_printed_digits_join_the_training_split_only(tiny_mnist):
-    plain = split_for_training(TrainConfig(validate_on="split"), tiny_mnist)
-    mixed = split_for_training(TrainConfig(validate_on="split", printed_digits=3), tiny_mnist)
-    np.testing.assert_array_equal(mixed.val_images, plain.val_images)
-    np.testing.assert_array_equal(mixed.val_labels, plain.val_labels)
-    assert len(mixed.train_images) == len(plain.train_images) + 3 * PER_COPY
-    np.testing.assert_array_equal(mixed.train_images[:len(plain.train_images)],
-                                  plain.train_images)
-    np.testing.assert_array_equal(mixed.train_images[len(plain.train_images):],
-                                  printed_digits(3)[0])
+    images, labels = added_to_training(tiny_mnist, printed_digits=3)
+    expected_images, expected_labels = printed_digits(3)
+    np.testing.assert_array_equal(images, expected_images)
+    np.testing.assert_array_equal(labels, expected_labels)
