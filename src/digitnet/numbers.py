@@ -131,6 +131,18 @@ def read_number(predictor: Predictor, image: Image.Image | np.ndarray, *,
     return NumberReading("".join(str(d.digit) for d in digits), tuple(digits), None, notes)
 
 
+def scale_box(box: tuple[int, int, int, int], from_size: tuple[int, int],
+              to_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """`box` (left, top, width, height) in an image of `from_size` (width, height), as the
+    box of every pixel it touches in the same image at `to_size`, each axis scaled by its
+    own factor and kept inside the image."""
+    (left, top, w, h), (from_w, from_h), (to_w, to_h) = box, from_size, to_size
+    x0, y0 = math.floor(left * to_w / from_w), math.floor(top * to_h / from_h)
+    x1 = min(to_w, math.ceil((left + w) * to_w / from_w))
+    y1 = min(to_h, math.ceil((top + h) * to_h / from_h))
+    return x0, y0, x1 - x0, y1 - y0
+
+
 class _Reader:
     """Reads groups of marks of one image as digits, cutting those that hold several."""
 
@@ -142,12 +154,9 @@ class _Reader:
         self.reads_left = MAX_READS
 
     def _box(self, group: Group) -> tuple[int, int, int, int]:
-        """The group's box in the image's pixels: every image pixel it touches."""
-        (width, height), (rows, cols) = self.size, self.ink.shape
-        left, top, w, h = group.box
-        x0, x1 = math.floor(left * width / cols), math.ceil((left + w) * width / cols)
-        y0, y1 = math.floor(top * height / rows), math.ceil((top + h) * height / rows)
-        return x0, y0, x1 - x0, y1 - y0
+        """The group's box in the image's pixels."""
+        rows, cols = self.ink.shape
+        return scale_box(group.box, (cols, rows), self.size)
 
     def refuse(self, group: Group, reason: str) -> DigitReading:
         return DigitReading(None, None, self._box(group), self._pixels(group), reason)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import dataclasses
 import io
-import math
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 from ..errors import DigitnetError, ImageError  # noqa: E402
 from ..geometry import IMAGE_PIXELS, SIDE  # noqa: E402
-from ..numbers import read_number  # noqa: E402
+from ..numbers import read_number, scale_box  # noqa: E402
 from ..predict import Predictor  # noqa: E402
 from ..preprocess import FORMATS, open_image, prepare_image  # noqa: E402
 from ..run_folder import PLOT_NAMES  # noqa: E402
@@ -297,20 +296,13 @@ def _answer_image(predictor: Predictor, content: bytes) -> PredictResponse:
 def _answer_number(predictor: Predictor, content: bytes) -> NumberResponse:
     image = open_image(content, max_pixels=MAX_UPLOAD_PIXELS, reduce=True)
     reading = read_number(predictor, image)
-    # boxes in the uploaded image's pixels, where it was decoded at a reduced size (each
-    # axis by its own factor: the reduced sides are rounded up)
+    # boxes in the uploaded image's pixels, where it was decoded at a reduced size
     with Image.open(io.BytesIO(content), formats=FORMATS) as header:
-        width, height = header.size
-
-    def box(left: int, top: int, w: int, h: int) -> list[int]:
-        x0, y0 = int(left * width / image.width), int(top * height / image.height)
-        x1 = min(width, math.ceil((left + w) * width / image.width))
-        y1 = min(height, math.ceil((top + h) * height / image.height))
-        return [x0, y0, x1 - x0, y1 - y0]
-
+        uploaded = header.size
     return NumberResponse(number=reading.number, refused=reading.refused, notes=list(
         reading.notes), digits=[DigitOfNumber(
-            digit=d.digit, confidence=d.confidence, refused=d.refused, box=box(*d.box),
+            digit=d.digit, confidence=d.confidence, refused=d.refused,
+            box=list(scale_box(d.box, image.size, uploaded)),
             image=d.pixels.astype(int).tolist()) for d in reading.digits])
 
 
